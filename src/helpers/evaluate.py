@@ -1,0 +1,103 @@
+"""Evaluation: clean accuracy, the attack on correctly classified test images, the paper's score."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+from helpers.attack import AttackResult, targeted_attack
+from helpers.validate import check_images, check_int, check_labels
+
+
+@dataclass
+class AttackSummary:
+    """Aggregate of an attack evaluation; ``result`` keeps the per-example arrays."""
+
+    n_attacked: int
+    success_rate: float
+    mean_l2: float  # over successful examples
+    median_l2: float  # over successful examples
+    mean_steps: float
+    stalled: int
+    indices: np.ndarray  # indices into the test set of the attacked images
+    targets: np.ndarray
+    result: AttackResult
+
+    def row(self) -> dict[str, float | int]:
+        """The scalar fields, for a results table."""
+        return {k: v for k, v in asdict(self).items() if k not in ("indices", "targets", "result")}
+
+
+def predict_logits(model: keras.Model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    images = check_images("images", images)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    parts = [np.asarray(model(images[i : i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts)
+
+
+def clean_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 256) -> float:
+    """Share of ``images`` whose predicted class equals ``labels``."""
+    logits = predict_logits(model, images, batch_size=batch_size)
+    labels = check_labels("labels", labels, length=len(logits), num_classes=logits.shape[-1])
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def random_targets(labels: np.ndarray, *, num_classes: int, seed: int = 0) -> np.ndarray:
+    """One uniformly random target per label, never equal to it (seeded)."""
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    labels = np.asarray(labels, dtype=np.int64)
+    offsets = np.random.default_rng(seed).integers(1, num_classes, size=len(labels))
+    return (labels + offsets) % num_classes
+
+
+def attack_evaluation(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_images: int = 500,
+    seed: int = 0,
+    step: float = 0.1,
+    max_steps: int = 1000,
+    objective: str = "cross_entropy",
+    batch_size: int = 256,
+    progress: bool = True,
+) -> AttackSummary:
+    """Attack up to ``n_images`` correctly classified images, each towards a seeded random wrong class.
+
+    Success rate is over attacked images; mean and median ‖δ‖₂ are over the successful ones (an
+    unbounded attack that fails has no meaningful distance).
+    """
+    n_images = check_int("n_images", n_images, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    logits = predict_logits(model, images)
+    labels = check_labels("labels", labels, length=len(logits), num_classes=logits.shape[-1])
+    correct = np.flatnonzero(logits.argmax(axis=1) == labels)
+    if len(correct) == 0:
+        raise ValueError("model: classifies none of the images correctly; nothing to attack")
+    order = np.random.default_rng(seed).permutation(correct)[:n_images]
+    indices = np.sort(order)
+    targets = random_targets(labels[indices], num_classes=logits.shape[-1], seed=seed)
+    result = targeted_attack(
+        model, images[indices], targets, step=step, max_steps=max_steps, objective=objective,
+        batch_size=batch_size, progress=progress,
+    )
+    ok = result.success
+    return AttackSummary(
+        n_attacked=len(indices),
+        success_rate=float(ok.mean()),
+        mean_l2=float(result.l2[ok].mean()) if ok.any() else float("nan"),
+        median_l2=float(np.median(result.l2[ok])) if ok.any() else float("nan"),
+        mean_steps=float(result.steps.mean()),
+        stalled=int(result.stalled.sum()),
+        indices=indices,
+        targets=targets,
+        result=result,
+    )
+
+
+def paper_score(accuracy: float, mean_l2: float) -> float:
+    """The paper's figure of merit for a filter: ``accuracy × ‖I_adv − I‖`` (higher is better)."""
+    return float(accuracy) * float(mean_l2)

@@ -1,0 +1,182 @@
+"""Training with a verified on-disk cache.
+
+A trained model is stored as ``<cache_dir>/<key>.keras`` plus ``<key>.json`` (the arguments, package
+versions, learning curves and the SHA-256 of the ``.keras`` file). The key hashes everything that affects
+the weights, so a second call with the same arguments loads the file instead of training. Files are
+written to a temporary name and renamed, and the JSON is written last: a run killed mid-training leaves
+nothing that a later run would trust. A file whose hash does not match, or that fails to load, is rebuilt
+with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers.data import Dataset
+from helpers.io import file_sha256, read_json, write_json
+from helpers.models import ARCHITECTURES, build_model, check_build_args
+from helpers.validate import check_choice, check_int
+
+# Learning rates: Adam's default for the networks with batch normalisation; VGG16 (none) needs a smaller one.
+LEARNING_RATE = {"small_cnn": 1e-3, "inception_v3": 1e-3, "vgg16": 1e-4, "resnet50": 1e-3}
+CACHE_FORMAT = 1
+
+
+@dataclass
+class TrainedModel:
+    model: keras.Model
+    history: dict[str, list[float]]
+    path: Path
+    from_cache: bool
+    seconds: float
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__, "helpers": version("helpers")}
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def cache_key(arch: str, dataset: Dataset, *, defence: str, epochs: int, batch_size: int, seed: int, weights=None) -> dict:
+    """Everything that affects the trained weights."""
+    return {
+        "format": CACHE_FORMAT,
+        "arch": arch,
+        "dataset": dataset.name,
+        "data_fingerprint": dataset.fingerprint,
+        "input_shape": list(dataset.input_shape),
+        "num_classes": dataset.num_classes,
+        "defence": defence,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "learning_rate": LEARNING_RATE[arch],
+        "weights": None if weights is None else str(weights),
+        "versions": package_versions(),
+    }
+
+
+def train_model(
+    arch: str,
+    dataset: Dataset,
+    *,
+    defence: str = "none",
+    epochs: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] = "data/models",
+    strategy: tf.distribute.Strategy | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    verbose: int | str = "auto",
+) -> keras.Model:
+    """Train ``arch`` on ``dataset`` with the filter ``defence`` at training and evaluation; cached.
+
+    Returns the trained ``keras.Model`` (logits). See :func:`fit_cached` for the learning curves.
+    """
+    return fit_cached(
+        arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed,
+        cache_dir=cache_dir, strategy=strategy, weights=weights, verbose=verbose,
+    ).model
+
+
+def fit_cached(
+    arch: str,
+    dataset: Dataset,
+    *,
+    defence: str = "none",
+    epochs: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] = "data/models",
+    strategy: tf.distribute.Strategy | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    verbose: int | str = "auto",
+) -> TrainedModel:
+    """Like :func:`train_model`, but also returns the learning curves, the file and whether it was cached."""
+    import time
+
+    arch = check_choice("arch", arch, ARCHITECTURES)
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset: expected a helpers.data.Dataset, got {type(dataset).__name__}")
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got {type(strategy).__name__}")
+    check_build_args(arch, input_shape=dataset.input_shape, num_classes=dataset.num_classes, defence=defence, weights=weights)
+
+    key = cache_key(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, weights=weights)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    cache = Path(cache_dir)
+    model_path, meta_path = cache / f"{arch}-{digest}.keras", cache / f"{arch}-{digest}.json"
+
+    start = time.perf_counter()
+    cached = _load_verified(model_path, meta_path, key, strategy)
+    if cached is not None:
+        model, history = cached
+        return TrainedModel(model, history, model_path, True, time.perf_counter() - start)
+
+    set_determinism(seed)
+    with _scope(strategy):
+        model = build_model(arch, input_shape=dataset.input_shape, num_classes=dataset.num_classes, defence=defence, weights=weights)
+        model.compile(
+            optimizer=keras.optimizers.Adam(LEARNING_RATE[arch]),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    fit = model.fit(
+        dataset.x_train, dataset.y_train, validation_data=(dataset.x_test, dataset.y_test),
+        epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose,
+    )
+    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    seconds = time.perf_counter() - start
+
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = model_path.with_name(f".{model_path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, model_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
+    return TrainedModel(model, history, model_path, False, seconds)
+
+
+def _scope(strategy):
+    import contextlib
+
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def _load_verified(model_path: Path, meta_path: Path, key: dict, strategy) -> tuple[keras.Model, dict] | None:
+    if not model_path.exists() and not meta_path.exists():
+        return None
+    try:
+        meta = read_json(meta_path)
+        if meta.get("key") != key:
+            raise ValueError("its recorded arguments differ")
+        if meta.get("sha256") != file_sha256(model_path):
+            raise ValueError("its SHA-256 does not match the recorded one")
+        with _scope(strategy):
+            model = keras.models.load_model(model_path, safe_mode=True)
+        return model, meta.get("history", {})
+    except Exception as error:  # noqa: BLE001 - any failure means: do not trust the file
+        warnings.warn(f"cached model {model_path.name} is not usable ({error}); retraining", stacklevel=3)
+        model_path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        return None

@@ -1,0 +1,114 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage
+
+from helpers.filters import GaussianBlur, MedianFilter, apply_defence, defence_label, parse_defence
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).random((2, 11, 9, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 1.5, 2.5, 4.0])
+def test_gaussian_matches_scipy(images, sigma):
+    ours = np.asarray(GaussianBlur(sigma)(images))
+    ref = ndimage.gaussian_filter(images.astype(np.float64), sigma=(0, sigma, sigma, 0), mode="reflect", truncate=4.0)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [3, 5, 7, 13])
+def test_median_matches_scipy_exactly(images, size):
+    ours = np.asarray(MedianFilter(size)(images))
+    ref = ndimage.median_filter(images, size=(1, size, size, 1), mode="reflect")
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_single_channel_and_many_channels():
+    x = np.random.default_rng(1).random((1, 8, 8, 5)).astype(np.float32)
+    ref = ndimage.gaussian_filter(x, sigma=(0, 1.5, 1.5, 0), mode="reflect")
+    np.testing.assert_allclose(np.asarray(GaussianBlur(1.5)(x)), ref, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(MedianFilter(3)(x[..., :1])), ndimage.median_filter(x[..., :1], size=(1, 3, 3, 1), mode="reflect"))
+
+
+def test_zero_sigma_and_unit_window_are_identity(images):
+    np.testing.assert_array_equal(np.asarray(GaussianBlur(0.0)(images)), images)
+    np.testing.assert_array_equal(np.asarray(MedianFilter(1)(images)), images)
+
+
+def test_blur_really_blurs_a_checkerboard():
+    board = (np.indices((16, 16)).sum(axis=0) % 2).astype(np.float32)[None, :, :, None]
+    blurred = np.asarray(GaussianBlur(1.5)(board))
+    assert np.abs(blurred - board).mean() > 0.4 and blurred.std() < 0.05
+
+
+def test_median_removes_impulses_but_keeps_edges():
+    image = np.zeros((1, 16, 16, 1), np.float32)
+    image[0, :, 8:] = 1.0  # a vertical edge
+    noisy = image.copy()
+    noisy[0, 3, 3] = noisy[0, 10, 12] = 0.5  # isolated impulses
+    np.testing.assert_array_equal(np.asarray(MedianFilter(3)(noisy)), image)
+    assert np.abs(np.asarray(GaussianBlur(1.5)(image)) - image).max() > 0.3  # the Gaussian smears the edge
+
+
+def test_gradients_flow_through_both_filters(images):
+    x = tf.constant(images)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        g_out = tf.reduce_sum(GaussianBlur(1.5)(x))
+        m_out = tf.reduce_sum(MedianFilter(3)(x))
+    g_grad = tape.gradient(g_out, x).numpy()
+    m_grad = tape.gradient(m_out, x).numpy()
+    assert np.isfinite(g_grad).all() and np.isfinite(m_grad).all()
+    # The Gaussian kernel sums to one, so the total gradient equals the number of outputs; the median
+    # routes each output's gradient to exactly one input pixel.
+    assert g_grad.sum() == pytest.approx(images.size, rel=1e-4)
+    assert m_grad.sum() == pytest.approx(images.size)
+    assert set(np.unique(m_grad)) <= set(range(10))
+
+
+def test_layers_are_not_trainable_and_same_in_training_and_inference(images):
+    for layer in (GaussianBlur(1.0), MedianFilter(3)):
+        assert not layer.trainable and not layer.weights
+        np.testing.assert_array_equal(np.asarray(layer(images, training=True)), np.asarray(layer(images, training=False)))
+
+
+def test_layers_survive_keras_save_and_safe_load(tmp_path, images):
+    inputs = keras.Input((11, 9, 3))
+    model = keras.Model(inputs, MedianFilter(3)(GaussianBlur(1.5)(inputs)))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(images)), np.asarray(model(images)), atol=1e-7)
+
+
+def test_parse_defence():
+    assert parse_defence("none") is None
+    assert isinstance(parse_defence("gaussian:1.5"), GaussianBlur) and parse_defence("gaussian:1.5").sigma == 1.5
+    assert isinstance(parse_defence("median:5"), MedianFilter) and parse_defence("median:5").size == 5
+    assert defence_label("gaussian:1.5") == "Gaussian σ=1.5" and defence_label("median:3") == "median 3×3"
+
+
+@pytest.mark.parametrize(
+    "spec, error",
+    [("gaussian:-1", ValueError), ("gaussian:abc", ValueError), ("gaussian:nan", ValueError), ("median:4", ValueError),
+     ("median:0", ValueError), ("median:2.5", ValueError), ("blur:3", ValueError), (1.5, TypeError)],
+)
+def test_parse_defence_rejects_bad_specs(spec, error):
+    with pytest.raises(error, match="defence"):
+        parse_defence(spec)
+
+
+def test_bad_layer_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianBlur(-0.5)
+    with pytest.raises(ValueError, match="size"):
+        MedianFilter(4)
+    with pytest.raises(TypeError, match="size"):
+        MedianFilter(3.0)
+
+
+def test_apply_defence_matches_layer(images):
+    np.testing.assert_array_equal(apply_defence("median:3", images), np.asarray(MedianFilter(3)(images)))
+    np.testing.assert_array_equal(apply_defence("none", images), images)

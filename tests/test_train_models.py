@@ -1,0 +1,101 @@
+import keras
+import numpy as np
+import pytest
+
+from helpers.data import load_dataset
+from helpers.filters import GaussianBlur, MedianFilter
+from helpers.models import ARCHITECTURES, MIN_IMAGE_SIZE, build_model
+from helpers.train import fit_cached, train_model
+
+
+def test_reference_cnn_reaches_95_percent(trained, mnist):
+    from helpers.evaluate import clean_accuracy
+
+    assert clean_accuracy(trained.model, mnist.x_test, mnist.y_test) >= 0.95
+    assert len(trained.history["val_accuracy"]) == 5
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", n_images=400)
+
+
+def test_cache_is_reused_and_other_arguments_retrain(digits, tmp_path):
+    first = fit_cached("small_cnn", digits, defence="gaussian:1.0", epochs=1, cache_dir=tmp_path, verbose=0)
+    assert not first.from_cache and first.path.exists()
+    again = fit_cached("small_cnn", digits, defence="gaussian:1.0", epochs=1, cache_dir=tmp_path, verbose=0)
+    assert again.from_cache and again.path == first.path and again.history == first.history
+    for a, b in zip(first.model.get_weights(), again.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = fit_cached("small_cnn", digits, defence="gaussian:1.0", epochs=1, seed=1, cache_dir=tmp_path, verbose=0)
+    assert not other.from_cache and other.path != first.path
+    assert isinstance(train_model("small_cnn", digits, defence="gaussian:1.0", epochs=1, cache_dir=tmp_path, verbose=0), keras.Model)
+
+
+def test_corrupted_cache_is_rebuilt_with_a_warning(digits, tmp_path):
+    first = fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path, verbose=0)
+    first.path.write_bytes(b"not a keras file")
+    with pytest.warns(UserWarning, match="not usable"):
+        again = fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path, verbose=0)
+    assert not again.from_cache
+    assert fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path, verbose=0).from_cache
+
+
+def test_training_is_deterministic(digits, tmp_path):
+    a = fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path / "a", verbose=0)
+    b = fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path / "b", verbose=0)
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_architecture_builds_with_its_defence_inside(arch):
+    size = MIN_IMAGE_SIZE[arch] if arch != "small_cnn" else 28
+    channels = 1 if arch == "small_cnn" else 3
+    model = build_model(arch, input_shape=(size, size, channels), num_classes=3, defence="median:3")
+    assert isinstance(model.layers[1], MedianFilter)
+    logits = model(np.random.default_rng(0).random((2, size, size, channels)).astype(np.float32))
+    assert logits.shape == (2, 3)
+    assert isinstance(build_model(arch, input_shape=(size, size, channels), num_classes=3, defence="gaussian:1.5").layers[1], GaussianBlur)
+
+
+def test_imagenet_weights_offline_fail_with_one_line_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="weights: .*vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") as info:
+        build_model("vgg16", input_shape=(32, 32, 3), num_classes=3, weights="imagenet")
+    assert str(tmp_path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    backbone = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    path = tmp_path / "vgg16_notop.weights.h5"
+    backbone.save_weights(path)
+    model = build_model("vgg16", input_shape=(32, 32, 3), num_classes=3, weights=path)
+    loaded = model.get_layer("vgg16").get_weights()
+    for a, b in zip(backbone.get_weights(), loaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, param",
+    [({"arch": "alexnet"}, ValueError, "arch"), ({"input_shape": (32, 32, 3), "arch": "inception_v3"}, ValueError, "input_shape"),
+     ({"num_classes": 1}, ValueError, "num_classes"), ({"defence": "median:2"}, ValueError, "defence"),
+     ({"weights": "/no/such/file.h5", "arch": "vgg16"}, FileNotFoundError, "weights"), ({"weights": "imagenet"}, ValueError, "weights")],
+)
+def test_build_model_bad_arguments(kwargs, error, param):
+    args = {"arch": "small_cnn", "input_shape": (32, 32, 3), "num_classes": 3} | kwargs
+    with pytest.raises(error, match=param):
+        build_model(args.pop("arch"), **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, param",
+    [({"epochs": 0}, ValueError, "epochs"), ({"batch_size": -4}, ValueError, "batch_size"),
+     ({"arch": "vgg19"}, ValueError, "arch"), ({"defence": "gaussian:-2"}, ValueError, "defence"),
+     ({"dataset": "mnist"}, TypeError, "dataset")],
+)
+def test_train_model_bad_arguments_fail_before_training(digits, tmp_path, kwargs, error, param):
+    args = {"arch": "small_cnn", "dataset": digits, "epochs": 1} | kwargs
+    with pytest.raises(error, match=param):
+        train_model(args.pop("arch"), args.pop("dataset"), cache_dir=tmp_path, **args)
+    assert not any(tmp_path.iterdir())
