@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from helpers.validate import check_choice, check_float, check_images, check_int, check_labels
 

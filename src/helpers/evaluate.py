@@ -101,3 +101,49 @@ def attack_evaluation(
 def paper_score(accuracy: float, mean_l2: float) -> float:
     """The paper's figure of merit for a filter: ``accuracy × ‖I_adv − I‖`` (higher is better)."""
     return float(accuracy) * float(mean_l2)
+
+
+def bootstrap_ci(values: np.ndarray, *, statistic=np.mean, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic`` over the examples in ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    n_resamples = check_int("n_resamples", n_resamples, minimum=10)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(n_resamples)])
+    alpha = (1 - level) / 2
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+
+
+def format_ci(value: float, ci: tuple[float, float], *, digits: int = 2) -> str:
+    """'2.31 [2.20, 2.43]'."""
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def filter_transfer(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    adversarial: np.ndarray,
+    targets: np.ndarray,
+    defences: list[str],
+) -> list[dict[str, float | str]]:
+    """Blur clean and adversarial images with each defence and ask an *undefended* model about them.
+
+    For each defence: accuracy on the blurred clean images, and on the blurred adversarial images the
+    share still classified as the target and the share restored to the true label.
+    """
+    from helpers.filters import apply_defence, defence_label
+
+    rows = []
+    for spec in defences:
+        clean = predict_logits(model, apply_defence(spec, images)).argmax(1)
+        adv = predict_logits(model, apply_defence(spec, adversarial)).argmax(1)
+        rows.append({
+            "defence": spec,
+            "label": defence_label(spec),
+            "clean_accuracy": float((clean == labels).mean()),
+            "still_target": float((adv == targets).mean()),
+            "restored": float((adv == labels).mean()),
+        })
+    return rows

@@ -151,3 +151,20 @@ def apply_defence(spec: str, images: np.ndarray, *, batch_size: int = 256) -> np
         return images
     parts = [np.asarray(layer(tf.constant(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)]
     return np.concatenate(parts)
+
+
+def defence_grid(sigmas, windows) -> list[str]:
+    """Defence specs of a study: 'none' for σ = 0, then 'gaussian:σ' for the others, then 'median:s'."""
+    specs = ["none" if float(s) == 0 else f"gaussian:{float(s):g}" for s in sigmas]
+    specs += [f"median:{int(s)}" for s in windows if int(s) != 1]
+    if "none" not in specs:
+        specs.insert(0, "none")
+    return list(dict.fromkeys(specs))
+
+
+def defence_parameter(spec: str) -> float:
+    """σ of a Gaussian spec, window size of a median spec, 0 for 'none'."""
+    layer = parse_defence(spec)
+    if layer is None:
+        return 0.0
+    return float(layer.sigma) if isinstance(layer, GaussianBlur) else float(layer.size)

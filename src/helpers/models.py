@@ -92,7 +92,10 @@ def build_model(
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(128, activation="relu")(x)
     else:
-        x = PixelPreprocess(_PREPROCESS_MODE[arch], name="preprocess")(x)
+        # Pretrained weights need the preprocessing they were trained with; from scratch, [-1, 1] inputs train
+        # far better than Caffe's 0-255 BGR (VGG16 without batch normalisation does not learn at all with it).
+        mode = _PREPROCESS_MODE[arch] if weights_arg is not None else "tf"
+        x = PixelPreprocess(mode, name="preprocess")(x)
         backbone = _application(arch)(
             include_top=False, weights=weights_arg, input_shape=(height, width, channels), pooling="avg"
         )

@@ -1,0 +1,151 @@
+"""Run the notebooks in order with papermill, then build the Jupyter Book.
+
+    python scripts/run_book.py --profile quick            # all notebooks, then the book
+    python scripts/run_book.py --profile default --only 02_gaussian -p sigmas "[0, 1, 2]"
+
+A notebook is re-executed only when its source, its parameters, the helpers package or an earlier
+notebook changed; otherwise the executed copy in book/executed/ is kept. Wall time and peak memory of
+each run go to data/results/run_log.json (read by the reproducibility chapter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from helpers.io import read_json, write_json  # noqa: E402
+from helpers.profiles import NOTEBOOKS, profile_parameters  # noqa: E402
+
+SOURCE = ROOT / "notebooks"
+EXECUTED = ROOT / "book" / "executed"
+RUN_LOG = ROOT / "data" / "results" / "run_log.json"
+
+
+def notebook_parameters(path: Path) -> list[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise SystemExit(f"{path.name}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    names = []
+    for line in "".join(cells[0]["source"]).splitlines():
+        name, sep, _ = line.partition("=")
+        if sep and name.strip().isidentifier() and not line.startswith((" ", "#")):
+            names.append(name.strip())
+    return names
+
+
+def helpers_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "src" / "helpers").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def stamp_of(source: Path, params: dict, upstream: str) -> str:
+    text = json.dumps({"nb": hashlib.sha256(source.read_bytes()).hexdigest(), "params": params, "helpers": helpers_digest(), "up": upstream}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recorded_stamp(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["metadata"].get("book_stamp")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def finalise(path: Path, stamp: str) -> None:
+    """Hide papermill's parameter cells in the book and record the stamp."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nb["metadata"]["book_stamp"] = stamp
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+def run_notebook(name: str, params: dict) -> tuple[float, float]:
+    """Execute one notebook with papermill in a child process; returns (seconds, peak MiB)."""
+    source, target = SOURCE / f"{name}.ipynb", EXECUTED / f"{name}.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(ROOT), "-k", "python3", "--no-progress-bar"]
+    for key, value in params.items():
+        cmd += ["-y", json.dumps({key: value})]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{name}: papermill failed (see the error above); the executed copy is in {target.relative_to(ROOT)}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="default", help="quick | default | paper")
+    parser.add_argument("--data", default=None, help="ImageNet-style folder (paper profile)")
+    parser.add_argument("--only", action="append", default=[], help="run only these notebooks (repeatable)")
+    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter (JSON value)")
+    parser.add_argument("--force", action="store_true", help="re-execute even if nothing changed")
+    parser.add_argument("--no-build", action="store_true", help="only run the notebooks")
+    args = parser.parse_args()
+
+    try:
+        params = profile_parameters(args.profile, data_dir=args.data)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    for name, value in args.p:
+        if name not in params:
+            raise SystemExit(f"error: -p {name}: unknown parameter; known: {', '.join(sorted(params))}")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    unknown = sorted(set(args.only) - set(NOTEBOOKS))
+    if unknown:
+        raise SystemExit(f"error: --only {unknown[0]}: unknown notebook; known: {', '.join(NOTEBOOKS)}")
+
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    log = read_json(RUN_LOG) if RUN_LOG.exists() else {}
+    if log.get("profile") != args.profile:
+        log = {"profile": args.profile, "notebooks": {}}
+    upstream = ""
+    for name in NOTEBOOKS:
+        source = SOURCE / f"{name}.ipynb"
+        wanted = {k: params[k] for k in notebook_parameters(source) if k in params}
+        stamp = stamp_of(source, wanted, upstream)
+        target = EXECUTED / f"{name}.ipynb"
+        selected = not args.only or name in args.only
+        if selected and (args.force or recorded_stamp(target) != stamp):
+            print(f"▶ {name}  ({args.profile})", flush=True)
+            seconds, peak = run_notebook(name, wanted)
+            finalise(target, stamp)
+            log["notebooks"][name] = {"seconds": round(seconds, 1), "peak_mib": round(peak, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            write_json(log, RUN_LOG)
+            print(f"  done in {seconds:.0f} s, peak {peak:.0f} MiB", flush=True)
+        elif not target.exists():
+            raise SystemExit(f"{name}: no executed copy yet; run without --only first")
+        else:
+            print(f"✓ {name}  unchanged, kept", flush=True)
+        upstream = recorded_stamp(target) or stamp
+
+    if args.no_build:
+        return
+    build = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--path-output", str(ROOT / "book"), "-W", "-n", "--keep-going"]
+    if subprocess.call(build) != 0:
+        raise SystemExit("error: jupyter-book build failed or warned (see above)")
+    print(f"\nThe book is at {ROOT / 'book' / '_build' / 'html' / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()
