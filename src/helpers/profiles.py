@@ -15,7 +15,7 @@ NOTEBOOKS = (
     "03_median",
     "04_training",
     "05_results",
-    "08_reproducibility",
+    "09_reproducibility",
 )
 
 _DEFAULT = {
