@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: test unit lint book notebooks notebook bench clean help
+.PHONY: test unit lint book notebooks notebook bench clean help widget-assets
 
 help:
 	@echo "make book [PROFILE=quick|default|paper]  run the notebooks with papermill and build the book"
 	@echo "make test                                 lint, unit tests, quick-profile notebooks + book build, browser test"
 	@echo "make unit                                 lint + fast unit tests only"
 	@echo "make notebook NB=02_gaussian PROFILE=...  rerun one notebook (then make book to rebuild)"
+	@echo "make widget-assets                        npm ci + copy the pinned widget and MathJax scripts into book/_static/"
 	@echo "make clean                                remove trained models, results and the built book"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -22,14 +23,36 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
 	touch $@
 
+# The static book's sliders and formulas must work offline: the ipywidgets HTML manager (embed.js, with its
+# fonts) and MathJax, pinned in package-lock.json, are served from book/_static/ instead of a CDN.
+ASSETS := book/_static
+WIDGET_JS := $(ASSETS)/ipywidgets/embed.js
+HTML_MANAGER := node_modules/@jupyter-widgets/html-manager/dist
+MATHJAX := node_modules/mathjax/es5
+
+widget-assets: $(WIDGET_JS)
+
+$(WIDGET_JS): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	rm -rf $(ASSETS)/ipywidgets $(ASSETS)/mathjax
+	mkdir -p $(ASSETS)/ipywidgets $(ASSETS)/mathjax
+	cp $(HTML_MANAGER)/embed.js $(HTML_MANAGER)/embed.js.LICENSE.txt $(HTML_MANAGER)/*.woff $(HTML_MANAGER)/*.woff2 \
+	   $(HTML_MANAGER)/*.ttf $(HTML_MANAGER)/*.eot $(HTML_MANAGER)/*.svg $(ASSETS)/ipywidgets/
+	cp -R $(MATHJAX)/tex-mml-chtml.js $(MATHJAX)/a11y $(MATHJAX)/adaptors $(MATHJAX)/input $(MATHJAX)/output \
+	   $(MATHJAX)/sre $(MATHJAX)/ui node_modules/mathjax/LICENSE $(ASSETS)/mathjax/
+	touch $@
+
+book: $(STAMP) widget-assets
+	$(BIN)/python scripts/run_book.py --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests notebooks scripts
 
 unit: lint
 	$(BIN)/pytest -m "not notebooks and not browser"
 
-test: lint
+test: lint widget-assets
 	$(BIN)/pytest
 
 clean:
-	rm -rf data/models data/results data/cache book/_build book/executed artifacts
+	rm -rf data/models data/results data/cache book/_build book/executed artifacts $(ASSETS)/ipywidgets $(ASSETS)/mathjax

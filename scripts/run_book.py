@@ -22,12 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from helpers.io import read_json, write_json  # noqa: E402
+from helpers.io import file_sha256, read_json, write_json  # noqa: E402
 from helpers.profiles import NOTEBOOKS, profile_parameters  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "executed"
 RUN_LOG = ROOT / "data" / "results" / "run_log.json"
+PROVENANCE = ROOT / "data" / "results" / "provenance.json"
 
 
 def notebook_parameters(path: Path) -> list[str]:
@@ -73,6 +74,17 @@ def finalise(path: Path, stamp: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     os.replace(tmp, path)
+
+
+def record_provenance(name: str, params: dict, since: float) -> None:
+    """Note, for every results file a notebook (re)wrote, the notebook, its parameters, versions and SHA-256."""
+    from helpers.train import package_versions
+
+    provenance = read_json(PROVENANCE) if PROVENANCE.exists() else {}
+    for path in sorted(RUN_LOG.parent.glob("*")):
+        if path.is_file() and path not in (RUN_LOG, PROVENANCE) and path.stat().st_mtime >= since:
+            provenance[path.name] = {"notebook": name, "parameters": params, "versions": package_versions(), "sha256": file_sha256(path)}
+    write_json(provenance, PROVENANCE)
 
 
 def run_notebook(name: str, params: dict) -> tuple[float, float]:
@@ -128,7 +140,9 @@ def main() -> None:
         selected = not args.only or name in args.only
         if selected and (args.force or recorded_stamp(target) != stamp):
             print(f"▶ {name}  ({args.profile})", flush=True)
+            started = time.time() - 1
             seconds, peak = run_notebook(name, wanted)
+            record_provenance(name, wanted, started)
             finalise(target, stamp)
             log["notebooks"][name] = {"seconds": round(seconds, 1), "peak_mib": round(peak, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
             write_json(log, RUN_LOG)

@@ -1,9 +1,14 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +40,22 @@ def correct_subset(mnist, trained):
     correct = np.flatnonzero(logits.argmax(1) == mnist.y_test)[:100]
     targets = random_targets(mnist.y_test[correct], num_classes=10, seed=1)
     return mnist.x_test[correct], mnist.y_test[correct], targets
+
+
+@pytest.fixture(scope="session")
+def quick_book() -> Path:
+    """The quick-profile book, built once per session; returns its HTML folder.
+
+    Copies the pinned widget/MathJax scripts first when missing (``make widget-assets``), then runs
+    ``scripts/run_book.py --profile quick``, which re-executes only changed notebooks and rebuilds the book.
+    ``REUSE_BOOK=1`` skips both when a built book exists (for iterating on the browser test).
+    """
+    html = ROOT / "book" / "_build" / "html"
+    if os.environ.get("REUSE_BOOK") == "1" and (html / "index.html").exists():
+        return html
+    if not (ROOT / "book" / "_static" / "ipywidgets" / "embed.js").exists():
+        subprocess.run(["make", "--no-print-directory", "widget-assets"], cwd=ROOT, check=True)
+    result = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick"], cwd=ROOT)
+    if result.returncode != 0:
+        pytest.fail("scripts/run_book.py --profile quick failed (see the output above)")
+    return html

@@ -87,3 +87,20 @@ def test_folder_loader_skips_bad_files(tmp_path):
 def test_missing_folder_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="name: folder"):
         load_dataset(f"folder:{tmp_path / 'nope'}")
+
+
+def test_folder_stream_skips_bad_files_and_yields_batches(tmp_path):
+    from helpers.data import folder_stream
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray((rng.random((10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / cls / f"{i}.jpg")
+    (tmp_path / "b" / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.warns(UserWarning, match="skipped 1"):
+        stream, classes = folder_stream(tmp_path, image_size=16, batch_size=4, shuffle=False)
+    batches = list(stream)
+    assert classes == ("a", "b") and [len(b[1]) for b in batches] == [4, 2]
+    images = np.concatenate([b[0].numpy() for b in batches])
+    assert images.shape == (6, 16, 16, 3) and 0 <= images.min() and images.max() <= 1

@@ -4,10 +4,13 @@ For a target class ``t`` the attack repeats ``I ← I − α·g/‖g‖₂`` wit
 model predicts ``t`` (Jézéquel 2019, section 2). ``L`` is the cross-entropy to the target; the paper's code
 listing instead ascends the target's softmax probability (``objective="target_probability"``).
 
-Engine: a fixed-size working batch runs in one compiled ``tf.function``. Each example stops as soon as it
-reaches its target (it never moves again), runs out of steps, or has a zero gradient (``stalled``: it could
-never move again). Finished examples leave the working batch and waiting ones take their slots, so the cost
-is proportional to the steps each example needs, not to the slowest example of a batch.
+Engine: a working batch runs in one compiled ``tf.function`` (graph mode; XLA is slower on CPU, see the
+performance chapter). Each example stops as soon as it reaches its target (it never moves again), runs out of
+steps, or has a zero gradient (``stalled``: it could never move again). The compiled loop returns to Python
+at the first step in which any example finished; finished examples then leave the working batch at once and
+waiting ones take their slots, and once nothing waits the batch shrinks. So the cost is proportional to the
+steps each example needs (plus one evaluation to see it has finished), not to the slowest example of a batch:
+:func:`run_engine` reports that count next to the evaluations actually computed.
 """
 
 from __future__ import annotations
@@ -41,6 +44,21 @@ class AttackResult:
         return float(self.success.mean()) if len(self.success) else float("nan")
 
 
+@dataclass
+class EngineStats:
+    """What :func:`run_engine` computed: compiled calls, and forward+backward evaluations per example."""
+
+    calls: int  # compiled calls (returns to Python)
+    evaluations: int  # per-example forward+backward passes computed (working-batch width x iterations)
+    needed: int  # the ones the examples needed: steps + 1 each (the last one sees that it has finished)
+    widths: list[int]  # working-batch width of each call
+
+    @property
+    def efficiency(self) -> float:
+        """``needed / evaluations``: 1.0 means no evaluation was spent on a finished or empty slot."""
+        return self.needed / self.evaluations if self.evaluations else 1.0
+
+
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -54,7 +72,7 @@ def targeted_attack(
     objective: str = "cross_entropy",
     clip: tuple[float, float] | None = (0.0, 1.0),
     batch_size: int = 256,
-    chunk_steps: int = 8,
+    chunk_steps: int = 32,
     progress: bool = True,
 ) -> AttackResult:
     """Run the paper's targeted attack on every image until it is classified as its target.
@@ -69,13 +87,35 @@ def targeted_attack(
         objective: ``"cross_entropy"`` (descend the loss to the target, as in the paper's text) or
             ``"target_probability"`` (ascend the target's softmax, as in its code listing).
         clip: keep pixels in this range after each step; ``None`` disables clipping, like the paper.
-        batch_size: size of the working batch.
-        chunk_steps: steps run per compiled call before finished examples are swapped out.
+        batch_size: most examples in the working batch (results do not depend on it, only speed does).
+        chunk_steps: most steps per compiled call; a call also ends at the first step in which an example
+            finishes, so that its slot is refilled at once.
         progress: show a progress bar of finished examples.
 
     >>> result = targeted_attack(model, x_test[:10], targets[:10])  # doctest: +SKIP
     >>> result.success.mean(), np.median(result.l2)  # doctest: +SKIP
     """
+    result, _ = run_engine(
+        model, images, targets, step=step, max_steps=max_steps, objective=objective, clip=clip,
+        batch_size=batch_size, chunk_steps=chunk_steps, progress=progress,
+    )
+    return result
+
+
+def run_engine(
+    model: keras.Model,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    step: float = 0.1,
+    max_steps: int = 1000,
+    objective: str = "cross_entropy",
+    clip: tuple[float, float] | None = (0.0, 1.0),
+    batch_size: int = 256,
+    chunk_steps: int = 32,
+    progress: bool = True,
+) -> tuple[AttackResult, EngineStats]:
+    """:func:`targeted_attack` (same arguments), also returning what the engine computed (:class:`EngineStats`)."""
     if not callable(model) or not hasattr(model, "output_shape"):
         raise TypeError(f"model: expected a keras.Model returning logits, got {type(model).__name__}")
     step = check_float("step", step, minimum=0.0, strict_minimum=True)
@@ -96,8 +136,9 @@ def targeted_attack(
     adversarial = images.copy()
     status_out = np.zeros(n, dtype=np.int32)
     steps_out = np.zeros(n, dtype=np.int32)
+    stats = EngineStats(calls=0, evaluations=0, needed=0, widths=[])
 
-    # The working batch: slot i holds example ``owner[i]`` (-1: empty).
+    # The working batch: slot i holds example ``owner[i]``. Every slot is running when a call starts.
     owner = np.arange(width)
     x = images[:width].copy()
     t = targets[:width].astype(np.int32)
@@ -109,34 +150,38 @@ def targeted_attack(
         tf.constant(low, tf.float32), tf.constant(high, tf.float32), tf.constant(clip is not None),
     )
     with tqdm(total=n, desc="attack", unit="img", disable=not progress, leave=False) as bar:
-        while (owner >= 0).any():
-            x_t, steps_t, status_t = run_chunk(tf.constant(x), tf.constant(t), tf.constant(steps), tf.constant(status), *settings)
+        while len(owner):
+            x_t, steps_t, status_t, done_t = run_chunk(tf.constant(x), tf.constant(t), tf.constant(steps), tf.constant(status), *settings)
             x, steps, status = x_t.numpy(), steps_t.numpy(), status_t.numpy()
-            finished = np.flatnonzero((status != RUNNING) & (owner >= 0))
+            stats.calls += 1
+            stats.evaluations += len(owner) * int(done_t)
+            stats.widths.append(len(owner))
+            finished = np.flatnonzero(status != RUNNING)
             for slot in finished:
                 i = owner[slot]
                 adversarial[i], steps_out[i], status_out[i] = x[slot], steps[slot], status[slot]
-                owner[slot] = -1
             bar.update(len(finished))
-            # Refill free slots with waiting examples, then drop empty slots once nothing is waiting.
-            for slot in finished:
-                if next_example < n:
-                    owner[slot] = next_example
-                    x[slot], t[slot] = images[next_example], targets[next_example]
-                    steps[slot], status[slot] = 0, RUNNING
-                    next_example += 1
-            if next_example >= n:
-                keep = owner >= 0
+            # Waiting examples take the finished slots; slots left over leave the batch.
+            refill = finished[: n - next_example]
+            for slot in refill:
+                owner[slot] = next_example
+                x[slot], t[slot] = images[next_example], targets[next_example]
+                steps[slot], status[slot] = 0, RUNNING
+                next_example += 1
+            if len(refill) < len(finished):
+                keep = status == RUNNING
                 owner, x, t, steps, status = owner[keep], x[keep], t[keep], steps[keep], status[keep]
 
+    stats.needed = int(steps_out.sum()) + n
     diff = (adversarial.astype(np.float64) - images.astype(np.float64)).reshape(n, -1)
-    return AttackResult(
+    result = AttackResult(
         adversarial=adversarial,
         success=status_out == REACHED,
         steps=steps_out,
         l2=np.sqrt((diff**2).sum(axis=1)),
         stalled=status_out == STALLED,
     )
+    return result, stats
 
 
 def _check_clip(clip) -> tuple[float, float]:
@@ -179,12 +224,13 @@ def _compiled(model: keras.Model, objective: str):
         ]
     )
     def run_chunk(x, t, steps, status, n_iter, max_steps, step, low, high, do_clip):
+        """Up to ``n_iter`` steps of the working batch; stops after the first step in which an example finished."""
         expand = [-1] + [1] * (len(shape) - 1)
+        done = tf.constant(0)
         for _ in tf.range(n_iter):
             running = tf.equal(status, RUNNING)
-            if not tf.reduce_any(running):
-                break
             logits, grad = loss_and_gradient(model, x, t, objective)
+            done += 1
             reached = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), t)
             norm = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), axis=1))
             new_status = tf.where(reached, REACHED, tf.where(steps >= max_steps, OUT_OF_STEPS, tf.where(norm > 0, RUNNING, STALLED)))
@@ -195,7 +241,9 @@ def _compiled(model: keras.Model, objective: str):
             moved = tf.where(do_clip, tf.clip_by_value(moved, low, high), moved)
             x = tf.where(tf.reshape(move, expand), moved, x)
             steps = steps + tf.cast(move, tf.int32)
-        return x, steps, status
+            if not tf.reduce_all(move):
+                break
+        return x, steps, status, done
 
     per_model[objective] = run_chunk
     return run_chunk

@@ -136,31 +136,77 @@ def _digits() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 def _folder(root: Path, *, image_size: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], int]:
     """Read a class-per-folder tree into memory, skipping unreadable or non-image files."""
+    from PIL import Image
+
+    try:
+        paths, labels, classes, skipped = readable_images(root)
+    except ValueError as error:
+        raise ValueError(f"name: {str(error).removeprefix('root: ')}") from None
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            images.append(np.asarray(img.convert("RGB").resize((image_size, image_size), Image.BILINEAR), dtype=np.float32) / 255.0)
+    counts = np.bincount(labels, minlength=len(classes))
+    if counts.min() < 2:
+        raise ValueError(f"name: every class folder needs at least two readable images, got counts {counts.tolist()}")
+    return np.stack(images), np.asarray(labels, dtype=np.int64), classes, skipped
+
+
+def readable_images(root: str | Path) -> tuple[list[str], list[int], tuple[str, ...], int]:
+    """Paths and labels of the readable images in a class-per-folder tree, and how many files were skipped.
+
+    Files are checked with Pillow's header ``verify()`` (cheap: no full decode).
+    """
     from PIL import Image, UnidentifiedImageError
 
+    root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"name: folder {str(root)!r} does not exist or is not a directory")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise ValueError(f"root: folder {str(root)!r} does not exist or is not a directory")
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
     if len(classes) < 2:
-        raise ValueError(f"name: folder {str(root)!r} needs at least two class sub-folders, found {len(classes)}")
-    images, labels, skipped = [], [], 0
+        raise ValueError(f"root: folder {str(root)!r} needs at least two class sub-folders, found {len(classes)}")
+    paths, labels, skipped = [], [], 0
     for index, cls in enumerate(classes):
         for path in sorted((root / cls).rglob("*")):
             if not path.is_file():
                 continue
             try:
                 with Image.open(path) as img:
-                    rgb = img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                    images.append(np.asarray(rgb, dtype=np.float32) / 255.0)
-                    labels.append(index)
-            except (UnidentifiedImageError, OSError, ValueError):
+                    img.verify()
+                    ok = img.format in ("JPEG", "PNG", "BMP", "GIF")
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+                ok = False
+            if ok:
+                paths.append(str(path))
+                labels.append(index)
+            else:
                 skipped += 1
     if skipped:
         warnings.warn(f"folder {root.name!r}: skipped {skipped} unreadable or non-image files", stacklevel=3)
-    counts = np.bincount(labels, minlength=len(classes)) if labels else np.zeros(len(classes), int)
-    if counts.min() < 2:
-        raise ValueError(f"name: every class folder needs at least two readable images, got counts {counts.tolist()}")
-    return np.stack(images), np.asarray(labels, dtype=np.int64), tuple(classes), skipped
+    return paths, labels, classes, skipped
+
+
+def folder_stream(root: str | Path, *, image_size: int, batch_size: int = 64, shuffle: bool = True, seed: int = 0):
+    """A streaming ``tf.data.Dataset`` of (images in [0, 1], labels) batches for folders too large for memory.
+
+    Unreadable or non-image files are skipped and counted in a warning; returns (dataset, class_names).
+    """
+    import tensorflow as tf
+
+    image_size = check_int("image_size", image_size, minimum=8, maximum=1024)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    paths, labels, classes, _ = readable_images(root)
+
+    def load(path, label):
+        image = tf.image.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (image_size, image_size))
+        return tf.clip_by_value(image, 0.0, 1.0), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return dataset, classes
 
 
 def _stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -198,17 +244,17 @@ def make_shapes(n: int, *, image_size: int = 64, seed: int = 0) -> tuple[np.ndar
     base = rng.uniform(0.15, 0.85, size=(n, 1, 1, 3)).astype(np.float32)
     upsample = _linear_upsample_matrix(grid, size)
     texture = np.einsum("hi,nijc,wj->nhwc", upsample, coarse, upsample, optimize=True)
-    background = base + 0.35 * (texture - 0.5)
+    background = base + 0.2 * (texture - 0.5)
 
     # Shape colour: far enough from the background colour to be visible.
     colour = rng.uniform(0.0, 1.0, size=(n, 3)).astype(np.float32)
-    for _ in range(20):
-        close = np.linalg.norm(colour - base[:, 0, 0], axis=1) < 0.45
+    for _ in range(50):
+        close = np.linalg.norm(colour - base[:, 0, 0], axis=1) < 0.6
         if not close.any():
             break
         colour[close] = rng.uniform(0.0, 1.0, size=(close.sum(), 3))
 
-    radius = rng.uniform(0.18, 0.36, size=n) * size
+    radius = rng.uniform(0.25, 0.4, size=n) * size
     margin = radius + 1.0
     cx = rng.uniform(margin, size - margin)
     cy = rng.uniform(margin, size - margin)
@@ -231,7 +277,7 @@ def make_shapes(n: int, *, image_size: int = 64, seed: int = 0) -> tuple[np.ndar
     mask = np.clip(0.5 - signed, 0.0, 1.0)[..., None]
 
     images = mask * colour[:, None, None, :] + (1.0 - mask) * background
-    images += rng.normal(0.0, 0.04, size=images.shape).astype(np.float32)
+    images += rng.normal(0.0, 0.03, size=images.shape).astype(np.float32)
     return np.clip(images, 0.0, 1.0).astype(np.float32), labels.astype(np.int64)
 
 

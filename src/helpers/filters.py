@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers.validate import check_float, check_int
+from helpers.validate import check_float, check_images, check_int
 
 DEFENCE_KINDS = ("none", "gaussian:SIGMA", "median:SIZE")
 
@@ -146,7 +146,8 @@ def defence_label(spec: str) -> str:
 def apply_defence(spec: str, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Apply a defence to a batch of images outside a model (for figures)."""
     layer = parse_defence(spec)
-    images = np.asarray(images, dtype=np.float32)
+    images = check_images("images", images, value_range=None)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if layer is None:
         return images
     parts = [np.asarray(layer(tf.constant(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)]

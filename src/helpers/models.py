@@ -99,6 +99,8 @@ def build_model(
         backbone = _application(arch)(
             include_top=False, weights=weights_arg, input_shape=(height, width, channels), pooling="avg"
         )
+        if arch == "vgg16" and weights_arg is None:
+            _he_initialise(backbone)
         x = backbone(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name=f"{arch}_{defence.replace(':', '_').replace('.', 'p')}")
@@ -116,6 +118,15 @@ def check_build_args(arch, *, input_shape, num_classes, defence, weights):
     num_classes = check_int("num_classes", num_classes, minimum=2)
     parse_defence(defence)
     return arch, (height, width, channels), num_classes, _resolve_weights(arch, weights, channels)
+
+
+def _he_initialise(backbone: keras.Model) -> None:
+    """Re-draw conv kernels with He initialisation: VGG16 has no batch normalisation, and with Keras' default
+    Glorot initialisation the signal fades over its 13 ReLU layers so that it does not learn from scratch."""
+    initializer = keras.initializers.HeNormal()
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.kernel.assign(initializer(layer.kernel.shape))
 
 
 def _application(arch: str):

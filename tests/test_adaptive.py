@@ -1,0 +1,178 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers.adaptive import StraightThrough, accuracy_curve_ci, bpda_model, difference_curve_ci, pgd_l2, random_noise
+from helpers.evaluate import predict_logits
+from helpers.filters import GaussianBlur, MedianFilter
+from helpers.models import build_model
+
+BUDGETS = [0.0, 0.5, 1.0, 2.0, 4.0]
+
+
+@pytest.fixture(scope="module")
+def sample(mnist):
+    """60 test digits in a fixed order, correct or not (robust accuracy is over all images)."""
+    return mnist.x_test[:60], mnist.y_test[:60]
+
+
+@pytest.fixture(scope="module")
+def pgd(trained, sample):
+    images, labels = sample
+    return pgd_l2(trained.model, images, labels, budgets=BUDGETS, steps=20)
+
+
+def _gradient(model, x):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(model(x, training=False) * tf.range(1.0, 11.0))
+    return tape.gradient(loss, x).numpy()
+
+
+# ---- BPDA -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("defence", ["gaussian:1.5", "median:3"])
+def test_bpda_forward_is_the_model_and_backward_skips_the_filter(defence):
+    keras.utils.set_random_seed(0)
+    model = build_model("small_cnn", input_shape=(12, 12, 1), num_classes=10, defence=defence)
+    x = np.random.default_rng(0).random((5, 12, 12, 1)).astype(np.float32)
+    attacker = bpda_model(model)
+    np.testing.assert_array_equal(attacker(x).numpy(), model(x).numpy())
+    assert any(isinstance(layer, StraightThrough) for layer in attacker.layers)
+    # The undefended path: the same layers and weights with the filter replaced by the identity.
+    filtered = np.asarray(model.layers[1](x))
+    rest = keras.models.clone_model(model, clone_function=lambda layer: keras.layers.Identity() if isinstance(layer, (GaussianBlur, MedianFilter)) else layer)
+    np.testing.assert_allclose(_gradient(attacker, x), _gradient(rest, filtered), rtol=1e-5, atol=1e-7)
+    # ... which is not the exact gradient through the filter.
+    assert not np.allclose(_gradient(attacker, x), _gradient(model, x), atol=1e-6)
+    # The copy shares the weights and leaves the original model untouched.
+    assert {id(w) for w in attacker.weights} == {id(w) for w in model.weights}
+    assert isinstance(model.layers[1], (GaussianBlur, MedianFilter))
+
+
+def test_bpda_needs_a_defended_keras_model():
+    with pytest.raises(ValueError, match="model"):
+        bpda_model(build_model("small_cnn", input_shape=(12, 12, 1), num_classes=3))
+    with pytest.raises(TypeError, match="model"):
+        bpda_model(lambda x: x)
+
+
+# ---- PGD-L2 -----------------------------------------------------------------------------------------------
+
+
+def test_pgd_stays_in_the_ball_and_the_pixel_range(pgd, sample):
+    images, _ = sample
+    for k, eps in enumerate(BUDGETS):
+        assert (pgd.l2[k] <= eps * (1 + 1e-5) + 1e-6).all()
+        assert (pgd.adversarial[k] >= 0).all() and (pgd.adversarial[k] <= 1).all()
+    np.testing.assert_array_equal(pgd.adversarial[0], images)
+
+
+def test_pgd_at_zero_budget_is_clean_accuracy(trained, pgd, sample):
+    images, labels = sample
+    clean = predict_logits(trained.model, images).argmax(1) == labels
+    np.testing.assert_array_equal(pgd.correct[0], clean)
+    assert 0.9 <= pgd.accuracy[0] < 1.0  # some clean mistakes in the sample make this a real check
+
+
+def test_pgd_flags_match_the_returned_images(trained, pgd, sample):
+    _, labels = sample
+    for k in range(len(BUDGETS)):
+        predicted = predict_logits(trained.model, pgd.adversarial[k]).argmax(1)
+        np.testing.assert_array_equal(predicted[~pgd.correct[k]] != labels[~pgd.correct[k]], True)
+        np.testing.assert_array_equal(pgd.success[k], ~pgd.correct[k])
+
+
+def test_larger_budget_never_raises_accuracy_and_large_budget_breaks_all(pgd):
+    assert (np.diff(pgd.accuracy) <= 0).all()
+    assert pgd.accuracy[-1] <= 0.02
+    assert pgd.accuracy[2] < pgd.accuracy[0]
+    assert (pgd.gradient_norm > 0).all()
+
+
+def test_more_steps_never_lower_success(trained, sample):
+    images, labels = sample
+    few = pgd_l2(trained.model, images, labels, budgets=[1.0, 1.5], steps=5)
+    many = pgd_l2(trained.model, images, labels, budgets=[1.0, 1.5], steps=40)
+    assert (many.accuracy <= few.accuracy).all()
+
+
+def test_random_noise_of_the_same_norm_is_far_weaker(trained, pgd, sample):
+    images, labels = sample
+    noise = random_noise(trained.model, images, labels, budgets=BUDGETS, draws=3, seed=0)
+    np.testing.assert_allclose(noise.l2[:, noise.correct.all(axis=0)].max(axis=1), 0.0)  # untouched where never fooled
+    assert (noise.accuracy >= pgd.accuracy).all()
+    assert noise.accuracy[2] - pgd.accuracy[2] >= 0.4
+    np.testing.assert_array_equal(noise.correct[0], pgd.correct[0])
+
+
+def test_noise_has_exactly_the_budget_norm_after_clipping():
+    from helpers.adaptive import _noise_of_norm
+
+    images = np.random.default_rng(0).random((4, 10, 10, 1)).astype(np.float32) * (np.arange(4) > 1).reshape(-1, 1, 1, 1)
+    u = np.random.default_rng(1).standard_normal(images.shape).astype(np.float32)
+    for eps in (0.3, 2.0):
+        noisy = _noise_of_norm(images, u, eps)
+        assert (noisy >= 0).all() and (noisy <= 1).all()
+        np.testing.assert_allclose(np.linalg.norm((noisy - images).reshape(4, -1), axis=1), eps, rtol=1e-4)
+
+
+def test_targeted_pgd_reaches_targets(trained, correct_subset):
+    images, labels, targets = correct_subset
+    result = pgd_l2(trained.model, images[:30], labels[:30], budgets=[0.0, 4.0], steps=30, targets=targets[:30])
+    assert not result.success[0].any()
+    assert result.success[1].mean() >= 0.9
+    assert (~result.correct[1] >= result.success[1]).all()  # reaching the target means leaving the label
+
+
+def test_zero_gradient_does_not_move_or_give_nan():
+    inputs = keras.Input((6, 6, 1))
+    dense = keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant([1.0, 0.0, 0.0]))
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    images = np.full((4, 6, 6, 1), 0.5, np.float32)
+    result = pgd_l2(model, images, np.zeros(4, int), budgets=[0.0, 1.0], steps=5)
+    assert np.isfinite(result.adversarial).all() and result.correct.all()
+    np.testing.assert_array_equal(result.gradient_norm, 0.0)
+
+
+# ---- Bootstrap curves --------------------------------------------------------------------------------------
+
+
+def test_curve_intervals_contain_the_estimate_and_pair_the_images():
+    rng = np.random.default_rng(0)
+    correct = rng.random((3, 200)) < np.array([[0.9], [0.5], [0.1]])
+    accuracy, low, high = accuracy_curve_ci(correct, n_resamples=300, seed=1)
+    np.testing.assert_allclose(accuracy, correct.mean(axis=1))
+    assert (low <= accuracy).all() and (accuracy <= high).all() and (high - low > 0.03).all()
+    same = difference_curve_ci(correct, correct, n_resamples=300)
+    np.testing.assert_array_equal(np.stack(same), 0.0)
+    shifted = correct.copy()
+    shifted[:, :40] = True
+    diff, low, high = difference_curve_ci(shifted, correct, n_resamples=300)
+    assert (diff > 0).all() and (low > 0).all()
+
+
+@pytest.mark.parametrize(
+    "call, error, param",
+    [
+        (lambda m, x, y: pgd_l2(m, x, y, budgets=[]), TypeError, "budgets"),
+        (lambda m, x, y: pgd_l2(m, x, y, budgets=[-1.0]), ValueError, "budgets"),
+        (lambda m, x, y: pgd_l2(m, x, y, budgets=[1.0], steps=-1), ValueError, "steps"),
+        (lambda m, x, y: pgd_l2(m, x, y, budgets=[1.0], step_ratio=0), ValueError, "step_ratio"),
+        (lambda m, x, y: pgd_l2(m, x, y, budgets=[1.0], targets=y[:2]), ValueError, "targets"),
+        (lambda m, x, y: pgd_l2(m, x * 3, y, budgets=[1.0]), ValueError, "images"),
+        (lambda m, x, y: pgd_l2(m, x, y + 10, budgets=[1.0]), ValueError, "labels"),
+        (lambda m, x, y: random_noise(m, x, y, budgets=[1.0], draws=0), ValueError, "draws"),
+        (lambda m, x, y: accuracy_curve_ci(np.ones((2, 3)), n_resamples=100), TypeError, "correct"),
+        (lambda m, x, y: accuracy_curve_ci(np.ones((2, 3), bool), n_resamples=5), ValueError, "n_resamples"),
+        (lambda m, x, y: difference_curve_ci(np.ones((2, 3), bool), np.ones((2, 4), bool)), ValueError, "correct_b"),
+    ],
+)
+def test_bad_arguments_fail_fast_naming_the_parameter(trained, sample, call, error, param):
+    images, labels = sample
+    with pytest.raises(error, match=param) as info:
+        call(trained.model, images[:3], labels[:3])
+    assert "\n" not in str(info.value)

@@ -1,0 +1,74 @@
+"""The executed book: notebook sources, the quick-profile run, the build, and bad notebook parameters."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.profiles import NOTEBOOKS, PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_sources_are_stripped_with_one_parameters_cell(name):
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in code)
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from run_book import notebook_parameters
+
+    assert set(notebook_parameters(ROOT / "notebooks" / f"{name}.ipynb")) <= set(PROFILES["default"])
+
+
+def test_toc_lists_every_notebook():
+    toc = (ROOT / "_toc.yml").read_text()
+    for name in NOTEBOOKS:
+        assert f"book/executed/{name}" in toc
+
+
+@pytest.mark.notebooks
+def test_quick_book_builds_with_real_outputs(quick_book):
+    html = Path(quick_book)
+    assert (html / "index.html").exists()
+    for name in NOTEBOOKS:
+        page = (html / "book" / "executed" / f"{name}.html").read_text()
+        assert "Traceback" not in page and "output error" not in page, name
+        assert "injected-parameters" not in page
+    attack = (html / "book" / "executed" / "01_attack.html").read_text()
+    assert attack.count("<img") >= 2
+    for result in ("attack.csv", "gaussian_transfer.csv", "median_transfer.csv", "training.csv", "results.csv", "paper_claims.json", "provenance.json"):
+        assert (ROOT / "data" / "results" / result).stat().st_size > 0, result
+
+
+@pytest.mark.notebooks
+def test_rerun_with_nothing_changed_executes_nothing(quick_book):
+    out = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick", "--no-build"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.count("unchanged, kept") == len(NOTEBOOKS), out.stdout
+
+
+@pytest.mark.notebooks
+def test_bad_notebook_parameter_fails_in_the_first_code_cell(tmp_path, quick_book):
+    out = subprocess.run(
+        [sys.executable, "-m", "papermill", "notebooks/02_gaussian.ipynb", str(tmp_path / "out.ipynb"), "--cwd", str(ROOT),
+         "-k", "python3", "-y", '{"sigmas": [0, -1.5]}'],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert out.returncode != 0
+    assert "sigmas: must be >= 0.0, got -1.5" in out.stderr + out.stdout
+    nb = json.loads((tmp_path / "out.ipynb").read_text())
+    executed = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
+    failing = [c for c in executed if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    # parameters and injected parameters run first, then the first real code cell fails
+    assert len(failing) == 1 and executed.index(failing[0]) == 2
+
+
+def test_runner_rejects_unknown_profile_and_parameter():
+    out = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "fast"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "profile" in out.stderr
+    out = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick", "-p", "sigma", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "-p sigma: unknown parameter" in out.stderr
