@@ -45,6 +45,10 @@ $(WIDGET_JS): package.json package-lock.json
 book: $(STAMP) widget-assets
 	$(BIN)/python scripts/run_book.py --profile $(PROFILE) $(if $(DATA),--data $(DATA))
 
+notebook: $(STAMP) widget-assets
+	@test -n "$(NB)" || (echo "usage: make notebook NB=02_gaussian [PROFILE=default]"; exit 2)
+	$(BIN)/python scripts/run_book.py --profile $(PROFILE) --only $(NB) $(if $(DATA),--data $(DATA))
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests notebooks scripts
 
