@@ -14,6 +14,7 @@ help:
 	@echo "make test                                 lint, unit tests, quick-profile notebooks + book build, browser test"
 	@echo "make unit                                 lint + fast unit tests only"
 	@echo "make notebook NB=02_gaussian PROFILE=...  rerun one notebook (then make book to rebuild)"
+	@echo "make bench [PROFILE=...]                  rerun only the performance chapter (after make book)"
 	@echo "make widget-assets                        npm ci + copy the pinned widget and MathJax scripts into book/_static/"
 	@echo "make clean                                remove trained models, results and the built book"
 
@@ -41,6 +42,19 @@ $(WIDGET_JS): package.json package-lock.json
 	cp -R $(MATHJAX)/tex-mml-chtml.js $(MATHJAX)/a11y $(MATHJAX)/adaptors $(MATHJAX)/input $(MATHJAX)/output \
 	   $(MATHJAX)/sre $(MATHJAX)/ui node_modules/mathjax/LICENSE $(ASSETS)/mathjax/
 	touch $@
+
+# ART and Foolbox, the yardsticks of the performance chapter: `make book` and `make bench` install them; CI's
+# `make test` does not (the chapter then reports them as not installed and stays fast).
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+book: $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP) widget-assets
+	$(BIN)/python scripts/run_book.py --profile $(PROFILE) --only 07_performance $(if $(DATA),--data $(DATA))
 
 book: $(STAMP) widget-assets
 	$(BIN)/python scripts/run_book.py --profile $(PROFILE) $(if $(DATA),--data $(DATA))

@@ -129,8 +129,12 @@ def main() -> None:
 
     EXECUTED.mkdir(parents=True, exist_ok=True)
     log = read_json(RUN_LOG) if RUN_LOG.exists() else {}
+    by_profile = log.get("by_profile", {})  # every profile's latest timings, for the performance chapter
+    if log.get("profile"):
+        by_profile[log["profile"]] = log.get("notebooks", {})
     if log.get("profile") != args.profile:
         log = {"profile": args.profile, "notebooks": {}}
+    log["by_profile"] = by_profile | {args.profile: log["notebooks"]}
     upstream = ""
     for name in NOTEBOOKS:
         source = SOURCE / f"{name}.ipynb"

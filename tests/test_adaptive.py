@@ -3,7 +3,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers.adaptive import StraightThrough, accuracy_curve_ci, bpda_model, difference_curve_ci, pgd_l2, random_noise
+from helpers.adaptive import (
+    StraightThrough,
+    accuracy_curve_ci,
+    bpda_model,
+    difference_curve_ci,
+    input_gradient,
+    models_under_test,
+    pgd_l2,
+    random_noise,
+    robustness_study,
+    transfer_rates,
+)
 from helpers.evaluate import predict_logits
 from helpers.filters import GaussianBlur, MedianFilter
 from helpers.models import build_model
@@ -93,6 +104,13 @@ def test_larger_budget_never_raises_accuracy_and_large_budget_breaks_all(pgd):
     assert (pgd.gradient_norm > 0).all()
 
 
+def test_batch_size_does_not_change_results(trained, pgd, sample):
+    images, labels = sample
+    small = pgd_l2(trained.model, images, labels, budgets=BUDGETS, steps=20, batch_size=37)
+    np.testing.assert_array_equal(small.correct, pgd.correct)
+    np.testing.assert_allclose(small.adversarial, pgd.adversarial, atol=5e-3)  # float sums differ with the batch
+
+
 def test_more_steps_never_lower_success(trained, sample):
     images, labels = sample
     few = pgd_l2(trained.model, images, labels, budgets=[1.0, 1.5], steps=5)
@@ -105,7 +123,7 @@ def test_random_noise_of_the_same_norm_is_far_weaker(trained, pgd, sample):
     noise = random_noise(trained.model, images, labels, budgets=BUDGETS, draws=3, seed=0)
     np.testing.assert_allclose(noise.l2[:, noise.correct.all(axis=0)].max(axis=1), 0.0)  # untouched where never fooled
     assert (noise.accuracy >= pgd.accuracy).all()
-    assert noise.accuracy[2] - pgd.accuracy[2] >= 0.4
+    assert noise.accuracy[3] - pgd.accuracy[3] >= 0.5  # at ε = 2
     np.testing.assert_array_equal(noise.correct[0], pgd.correct[0])
 
 
@@ -124,7 +142,7 @@ def test_targeted_pgd_reaches_targets(trained, correct_subset):
     images, labels, targets = correct_subset
     result = pgd_l2(trained.model, images[:30], labels[:30], budgets=[0.0, 4.0], steps=30, targets=targets[:30])
     assert not result.success[0].any()
-    assert result.success[1].mean() >= 0.9
+    assert result.success[1].mean() >= 0.8
     assert (~result.correct[1] >= result.success[1]).all()  # reaching the target means leaving the label
 
 
@@ -176,3 +194,39 @@ def test_bad_arguments_fail_fast_naming_the_parameter(trained, sample, call, err
     with pytest.raises(error, match=param) as info:
         call(trained.model, images[:3], labels[:3])
     assert "\n" not in str(info.value)
+
+
+# ---- The study helpers -------------------------------------------------------------------------------------
+
+
+def test_robustness_study_attacks_defended_models_twice_and_pairs_images(trained, sample):
+    images, labels = sample[0][:12], sample[1][:12]
+    keras.utils.set_random_seed(0)
+    blurred = build_model("small_cnn", input_shape=images.shape[1:], num_classes=10, defence="median:3")
+    study = robustness_study({"none": trained.model, "median:3": blurred}, images, labels, budgets=[0.0, 1.0, 3.0], steps=3, noise_draws=2)
+    assert set(study.attacks["none"]) == {"exact"} and set(study.attacks["median:3"]) == {"exact", "BPDA"}
+    worst = study.worst("median:3")
+    np.testing.assert_array_equal(worst, study.attacks["median:3"]["exact"].correct & study.attacks["median:3"]["BPDA"].correct)
+    assert study.strongest("median:3") in ("exact", "BPDA")
+    rows = study.rows(n_resamples=20)
+    assert len(rows) == 3 * (3 + 4) and {r["attack"] for r in rows} == {"exact", "BPDA", "worst", "noise"}
+    assert all(r["low"] <= r["accuracy"] <= r["high"] for r in rows)
+    gains = study.gains("none", n_resamples=20)
+    assert list(gains) == ["median:3"]
+    np.testing.assert_allclose(gains["median:3"][1], worst.mean(axis=1) - study.worst("none").mean(axis=1))
+    with pytest.raises(ValueError, match="reference"):
+        study.gains("gaussian:9")
+
+
+def test_models_under_test_names_each_role_once():
+    roles = models_under_test(["none", "gaussian:1.5", "gaussian:3", "median:3"], {"best_gaussian": "gaussian:1.5", "best_median": "median:3"})
+    assert list(roles) == ["none", "gaussian:1.5", "median:3"]
+    assert roles["gaussian:1.5"] == "the paper's choice; best Gaussian of chapter 5"
+    assert list(models_under_test(["none", "gaussian:2"], {"best_gaussian": "gaussian:2", "best_median": None})) == ["none", "gaussian:2"]
+
+
+def test_transfer_rates_and_input_gradient(trained, correct_subset):
+    images, labels, targets = correct_subset
+    assert transfer_rates(trained.model, labels[:20], images[:20], targets[:20]) == {"still_target": 0.0, "correct": 1.0}
+    grad = input_gradient(trained.model, images[:3], labels[:3])
+    assert grad.shape == images[:3].shape and np.isfinite(grad).all() and (np.abs(grad).reshape(3, -1).max(axis=1) > 0).all()

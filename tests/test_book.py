@@ -72,3 +72,13 @@ def test_runner_rejects_unknown_profile_and_parameter():
     assert out.returncode != 0 and "profile" in out.stderr
     out = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick", "-p", "sigma", "1"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and "-p sigma: unknown parameter" in out.stderr
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameter_cell_defaults_are_the_default_profile(name):
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    values: dict = {}
+    exec("".join(cell["source"]), {}, values)  # the notebook's own literal defaults
+    for key, value in values.items():
+        assert value == PROFILES["default"][key], f"{name}: {key} = {value!r}, default profile has {PROFILES['default'][key]!r}"

@@ -11,7 +11,8 @@ from helpers.models import ARCHITECTURES, MIN_IMAGE_SIZE
 from helpers.profiles import PROFILES
 from helpers.validate import check_choice, check_float, check_int
 
-_SHOWN = ("profile", "study_dataset", "study_arch", "epochs", "sigmas", "windows", "train_seeds", "n_attack", "step", "max_steps", "arch_list")
+_SHOWN = ("profile", "study_dataset", "study_arch", "epochs", "sigmas", "windows", "train_seeds", "n_attack", "step", "max_steps", "arch_list",
+          "budgets", "pgd_steps", "n_adaptive")
 
 
 def _check_dataset(name: str, value: Any) -> None:
@@ -26,6 +27,11 @@ def _check_list(name: str, value: Any, item_check) -> None:
         raise TypeError(f"{name}: expected a non-empty list, got {value!r}")
     for item in value:
         item_check(item)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected true or false, got {value!r}")
 
 
 def check_parameters(params: Mapping[str, Any]) -> None:
@@ -50,6 +56,14 @@ def check_parameters(params: Mapping[str, Any]) -> None:
         "n_adaptive": lambda v: check_int("n_adaptive", v, minimum=1),
         "n_bootstrap": lambda v: check_int("n_bootstrap", v, minimum=10),
         "pgd_steps": lambda v: check_int("pgd_steps", v, minimum=1),
+        "bench_images": lambda v: check_int("bench_images", v, minimum=2),
+        "bench_seed_images": lambda v: check_int("bench_seed_images", v, minimum=1),
+        "bench_repeats": lambda v: check_int("bench_repeats", v, minimum=1),
+        "bench_batch_sizes": lambda v: _check_list("bench_batch_sizes", v, lambda b: check_int("bench_batch_sizes", b, minimum=1)),
+        "bench_inception_size": lambda v: check_int("bench_inception_size", v, minimum=MIN_IMAGE_SIZE["inception_v3"]),
+        "bench_inception_batch": lambda v: check_int("bench_inception_batch", v, minimum=1),
+        "bench_train_batches": lambda v: check_int("bench_train_batches", v, minimum=1),
+        "bench_compare_onednn": lambda v: _check_bool("bench_compare_onednn", v),
         "sigmas": lambda v: _check_list("sigmas", v, lambda s: check_float("sigmas", s, minimum=0.0, maximum=64.0)),
         "windows": lambda v: _check_list("windows", v, lambda s: parse_defence(f"median:{check_int('windows', s, minimum=1)}")),
         "train_seeds": lambda v: _check_list("train_seeds", v, lambda s: check_int("train_seeds", s, minimum=0)),

@@ -15,6 +15,9 @@ NOTEBOOKS = (
     "03_median",
     "04_training",
     "05_results",
+    "06_adaptive",
+    "07_performance",
+    "08_conclusion",
     "09_reproducibility",
 )
 
@@ -42,13 +45,22 @@ _DEFAULT = {
     "arch_n_images": 900,
     "arch_epochs": 3,
     "arch_weights": None,
-    "arch_n_attack": 40,
-    "arch_max_steps": 300,
+    "arch_n_attack": 20,
+    "arch_max_steps": 150,
     # Beyond the paper: adaptive attacks and robustness curves.
     "budgets": [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
-    "pgd_steps": 40,
+    "pgd_steps": 20,
     "n_adaptive": 200,
     "n_bootstrap": 1000,
+    # Performance (chapter 07): how much each speed measurement runs; medians over bench_repeats rounds.
+    "bench_images": 100,
+    "bench_seed_images": 30,
+    "bench_repeats": 3,
+    "bench_batch_sizes": [4, 16, 64, 256],
+    "bench_inception_size": 75,
+    "bench_inception_batch": 32,
+    "bench_train_batches": 10,
+    "bench_compare_onednn": True,
 }
 
 PROFILES: dict[str, dict] = {
@@ -72,6 +84,13 @@ PROFILES: dict[str, dict] = {
         "pgd_steps": 10,
         "n_adaptive": 30,
         "n_bootstrap": 200,
+        "bench_images": 16,
+        "bench_seed_images": 3,
+        "bench_repeats": 1,
+        "bench_batch_sizes": [16, 64],
+        "bench_inception_batch": 4,
+        "bench_train_batches": 3,
+        "bench_compare_onednn": False,
     },
     # For a GPU and an ImageNet-style folder (make book PROFILE=paper DATA=/path/to/folder).
     "paper": _DEFAULT
