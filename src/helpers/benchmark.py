@@ -123,6 +123,14 @@ def interleaved_times(
     return times
 
 
+def timed_call(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and its wall-clock seconds (a run whose result is needed can also be a timing sample)."""
+    start = time.perf_counter()
+    value = fn()
+    _materialise(value)
+    return value, time.perf_counter() - start
+
+
 def _materialise(value: Any) -> None:
     if isinstance(value, (tuple, list)):
         for item in value:
@@ -251,9 +259,31 @@ def library_attack(
     return _foolbox_attack(model, step, batch_size, radius)
 
 
+def _quiet_import_and_build(build: Callable[[], Any]) -> Any:
+    """Run ``build`` with Python warnings and TensorFlow's Python log below errors silenced (the libraries warn
+    at import about PyTorch not being installed and about deprecated TensorFlow calls)."""
+    import logging
+    import warnings
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return build()
+    finally:
+        logger.setLevel(level)
+
+
 def _art_attack(model, shape, num_classes, step, batch_size, radius):
-    from art.attacks.evasion import ProjectedGradientDescentTensorFlowV2
-    from art.estimators.classification import TensorFlowV2Classifier
+    def build():
+        from art.attacks.evasion import ProjectedGradientDescentTensorFlowV2
+        from art.estimators.classification import TensorFlowV2Classifier
+
+        return ProjectedGradientDescentTensorFlowV2, TensorFlowV2Classifier
+
+    ProjectedGradientDescentTensorFlowV2, TensorFlowV2Classifier = _quiet_import_and_build(build)  # noqa: N806
 
     classifier = TensorFlowV2Classifier(
         model=model, nb_classes=num_classes, input_shape=shape, clip_values=(0.0, 1.0),
@@ -271,9 +301,12 @@ def _art_attack(model, shape, num_classes, step, batch_size, radius):
 
 
 def _foolbox_attack(model, step, batch_size, radius):
-    import foolbox
+    def build():
+        import foolbox
 
-    fmodel = foolbox.TensorFlowModel(model, bounds=(0.0, 1.0))
+        return foolbox, foolbox.TensorFlowModel(model, bounds=(0.0, 1.0))
+
+    foolbox, fmodel = _quiet_import_and_build(build)
 
     def attack(images: np.ndarray, targets: np.ndarray, steps: int) -> np.ndarray:
         bim = foolbox.attacks.L2BasicIterativeAttack(
@@ -517,6 +550,25 @@ def scipy_filter(spec: str, images: np.ndarray) -> np.ndarray:
     return ndimage.median_filter(images, size=(1, layer.size, layer.size, 1), mode="reflect")
 
 
+def depthwise_gaussian(sigma: float):
+    """The Gaussian blur as TensorFlow's depthwise convolution (reflect-padded, rows then columns) — the
+    straightforward way to write :class:`helpers.filters.GaussianBlur`, kept to compare its speed."""
+    from helpers.filters import gaussian_kernel1d, reflect_pad
+
+    kernel = gaussian_kernel1d(sigma).astype(np.float32)
+    radius = len(kernel) // 2
+
+    @tf.function
+    def blur(images):
+        channels = images.shape[-1]
+        rows = tf.tile(tf.reshape(kernel, (-1, 1, 1, 1)), (1, 1, channels, 1))
+        cols = tf.tile(tf.reshape(kernel, (1, -1, 1, 1)), (1, 1, channels, 1))
+        out = tf.nn.depthwise_conv2d(reflect_pad(images, radius), rows, strides=(1, 1, 1, 1), padding="VALID")
+        return tf.nn.depthwise_conv2d(out, cols, strides=(1, 1, 1, 1), padding="VALID")
+
+    return blur
+
+
 def training_step_times(
     arch: str,
     images: np.ndarray,
@@ -580,15 +632,18 @@ def training_step_times(
 # --- The book's own run log --------------------------------------------------------------------------------
 
 
-def run_log_rows(log: Mapping[str, Any]) -> list[dict[str, Any]]:
+def run_log_rows(log: Mapping[str, Any], *, notebooks: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows (profile, notebook, seconds, peak MiB) from ``data/results/run_log.json``: the current profile's
-    ``notebooks`` and, when the runner keeps them, earlier profiles' under ``by_profile``."""
+    ``notebooks`` and, when the runner keeps them, earlier profiles' under ``by_profile``; only the names in
+    ``notebooks`` if given (a log can keep entries of notebooks that were renamed since)."""
     profiles: dict[str, Mapping[str, Any]] = dict(log.get("by_profile", {}))
     if "profile" in log:
         profiles[log["profile"]] = log.get("notebooks", {})
     rows = []
-    for profile, notebooks in profiles.items():
-        for name, entry in sorted(notebooks.items()):
+    for profile, entries in profiles.items():
+        for name, entry in sorted(entries.items()):
+            if notebooks is not None and name not in notebooks:
+                continue
             rows.append({"profile": profile, "notebook": name, "seconds": entry.get("seconds"), "peak_mib": entry.get("peak_mib")})
     return rows
 

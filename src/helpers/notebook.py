@@ -63,7 +63,7 @@ def check_parameters(params: Mapping[str, Any]) -> None:
         "bench_inception_size": lambda v: check_int("bench_inception_size", v, minimum=MIN_IMAGE_SIZE["inception_v3"]),
         "bench_inception_batch": lambda v: check_int("bench_inception_batch", v, minimum=1),
         "bench_train_batches": lambda v: check_int("bench_train_batches", v, minimum=1),
-        "bench_compare_onednn": lambda v: _check_bool("bench_compare_onednn", v),
+        "bench_compare_backends": lambda v: _check_bool("bench_compare_backends", v),
         "sigmas": lambda v: _check_list("sigmas", v, lambda s: check_float("sigmas", s, minimum=0.0, maximum=64.0)),
         "windows": lambda v: _check_list("windows", v, lambda s: parse_defence(f"median:{check_int('windows', s, minimum=1)}")),
         "train_seeds": lambda v: _check_list("train_seeds", v, lambda s: check_int("train_seeds", s, minimum=0)),

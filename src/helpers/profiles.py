@@ -42,8 +42,8 @@ _DEFAULT = {
     "arch_dataset": "shapes",
     "arch_list": ["inception_v3", "vgg16", "resnet50"],
     "arch_image_sizes": {"inception_v3": 75, "vgg16": 32, "resnet50": 32},
-    "arch_n_images": 900,
-    "arch_epochs": 3,
+    "arch_n_images": 600,
+    "arch_epochs": 2,
     "arch_weights": None,
     "arch_n_attack": 20,
     "arch_max_steps": 150,
@@ -53,14 +53,14 @@ _DEFAULT = {
     "n_adaptive": 200,
     "n_bootstrap": 1000,
     # Performance (chapter 07): how much each speed measurement runs; medians over bench_repeats rounds.
-    "bench_images": 100,
-    "bench_seed_images": 30,
+    "bench_images": 64,
+    "bench_seed_images": 20,
     "bench_repeats": 3,
     "bench_batch_sizes": [4, 16, 64, 256],
     "bench_inception_size": 75,
     "bench_inception_batch": 32,
     "bench_train_batches": 10,
-    "bench_compare_onednn": True,
+    "bench_compare_backends": True,
 }
 
 PROFILES: dict[str, dict] = {
@@ -84,13 +84,13 @@ PROFILES: dict[str, dict] = {
         "pgd_steps": 10,
         "n_adaptive": 30,
         "n_bootstrap": 200,
-        "bench_images": 16,
+        "bench_images": 12,
         "bench_seed_images": 3,
         "bench_repeats": 1,
         "bench_batch_sizes": [16, 64],
         "bench_inception_batch": 4,
         "bench_train_batches": 3,
-        "bench_compare_onednn": False,
+        "bench_compare_backends": False,
     },
     # For a GPU and an ImageNet-style folder (make book PROFILE=paper DATA=/path/to/folder).
     "paper": _DEFAULT
