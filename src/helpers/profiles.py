@@ -53,8 +53,8 @@ _DEFAULT = {
     "n_adaptive": 200,
     "n_bootstrap": 1000,
     # Performance (chapter 07): how much each speed measurement runs; medians over bench_repeats rounds.
-    "bench_images": 64,
-    "bench_seed_images": 20,
+    "bench_images": 96,
+    "bench_seed_images": 32,
     "bench_repeats": 3,
     "bench_batch_sizes": [4, 16, 64, 256],
     "bench_inception_size": 75,
