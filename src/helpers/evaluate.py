@@ -62,7 +62,7 @@ def attack_evaluation(
     step: float = 0.1,
     max_steps: int = 1000,
     objective: str = "cross_entropy",
-    batch_size: int = 64,
+    batch_size: int = 256,
     progress: bool = True,
 ) -> AttackSummary:
     """Attack up to ``n_images`` correctly classified images, each towards a seeded random wrong class.
