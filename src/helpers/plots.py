@@ -8,7 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def _show(ax, image: np.ndarray) -> None:
+def show_image(ax, image: np.ndarray) -> None:
+    """Draw one [0, 1] image (grey for one channel) on ``ax`` without ticks."""
     image = np.clip(image, 0.0, 1.0)
     if image.shape[-1] == 1:
         ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
@@ -42,13 +43,13 @@ def attack_examples(
     for row in range(n):
         top = int(probs_clean[row].argmax())
         target = int(targets[row])
-        _show(axes[row, 0], images[row])
+        show_image(axes[row, 0], images[row])
         axes[row, 0].set_title(f"{class_names[top]} ({probs_clean[row, top]:.0%})", fontsize=9)
-        _show(axes[row, 1], adversarial[row])
+        show_image(axes[row, 1], adversarial[row])
         hit = "" if probs_adv[row].argmax() == target else " ✗"
         axes[row, 1].set_title(f"→ {class_names[target]} ({probs_adv[row, target]:.0%}){hit}", fontsize=9)
         delta = adversarial[row] - images[row]
-        _show(axes[row, 2], 0.5 + amplify * delta)
+        show_image(axes[row, 2], 0.5 + amplify * delta)
         axes[row, 2].set_title(f"δ ×{amplify:g}, ‖δ‖₂={np.linalg.norm(delta):.2f}", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -62,7 +63,7 @@ def image_grid(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for r, row in enumerate(rows):
         for c in range(n_cols):
-            _show(axes[r, c], row[c])
+            show_image(axes[r, c], row[c])
             if r == 0:
                 axes[r, c].set_title(col_labels[c], fontsize=8)
         axes[r, 0].set_ylabel(row_labels[r], fontsize=8)

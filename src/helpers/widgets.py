@@ -31,7 +31,7 @@ from helpers.attack import targeted_attack
 from helpers.data import Dataset
 from helpers.evaluate import AttackSummary, clean_accuracy, predict_logits, random_targets
 from helpers.filters import apply_defence, defence_grid, defence_label, defence_parameter
-from helpers.plots import softmax, to_png
+from helpers.plots import show_image, softmax, to_png
 from helpers.validate import check_choice, check_float, check_images, check_int, check_labels
 
 KINDS = ("gaussian", "median")
@@ -141,16 +141,6 @@ def static_slider(panels: Sequence[Panel], *, description: str, width: str = "52
     return StaticSlider(widget=box, slider=slider, stack=stack, link=link)
 
 
-def _imshow(ax, image: np.ndarray) -> None:
-    image = np.clip(image, 0.0, 1.0)
-    if image.shape[-1] == 1:
-        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(image)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _percent(value: float) -> str:
     return f"{100 * value:.1f} %"
 
@@ -202,10 +192,10 @@ def blur_panels(
         axes = fig.subplots(2, n, squeeze=False)
         for i in range(n):
             top, top_adv = int(p_clean[i].argmax()), int(p_adv[i].argmax())
-            _imshow(axes[0, i], clean[i])
+            show_image(axes[0, i], clean[i])
             axes[0, i].set_title(f"true {class_names[labels[i]]}: {class_names[top]} ({p_clean[i, top]:.0%})", fontsize=8,
                                  color="tab:green" if top == labels[i] else "tab:red")
-            _imshow(axes[1, i], adv[i])
+            show_image(axes[1, i], adv[i])
             colour = "tab:green" if top_adv == labels[i] else "tab:red" if top_adv == targets[i] else "tab:orange"
             axes[1, i].set_title(f"target {class_names[targets[i]]}: {class_names[top_adv]} ({p_adv[i, top_adv]:.0%})",
                                  fontsize=8, color=colour)
@@ -386,12 +376,12 @@ def _live_figure(panel: Mapping[str, Any], images: np.ndarray, class_names: Sequ
     axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         pred, target, adv_pred = panel["predictions"][i], panel["targets"][i], panel["adversarial_predictions"][i]
-        _imshow(axes[i, 0], panel["blurred"][i])
+        show_image(axes[i, 0], panel["blurred"][i])
         axes[i, 0].set_title(f"{symbol} = {panel['value']:g}: {class_names[pred]} ({panel['confidences'][i]:.0%})", fontsize=8,
                              color="tab:green" if pred == panel["labels"][i] else "tab:red")
-        _imshow(axes[i, 1], panel["adversarial"][i])
+        show_image(axes[i, 1], panel["adversarial"][i])
         axes[i, 1].set_title(f"→ {class_names[target]}: {class_names[adv_pred]}" + ("" if panel["success"][i] else " ✗"),
                              fontsize=8)
-        _imshow(axes[i, 2], 0.5 + amplify * (panel["adversarial"][i] - images[i]))
+        show_image(axes[i, 2], 0.5 + amplify * (panel["adversarial"][i] - images[i]))
         axes[i, 2].set_title(f"δ ×{amplify:g}, ‖δ‖₂ = {panel['l2'][i]:.2f}", fontsize=8)
     return fig
