@@ -98,14 +98,14 @@ def load_dataset(
     else:
         raise ValueError(f"name: unknown data set {name!r}; known: {', '.join(KNOWN_DATASETS)}")
 
-    if image_size is not None and images.shape[1] != image_size:
-        zoom = (1, image_size / images.shape[1], image_size / images.shape[2], 1)
-        images = np.clip(ndimage.zoom(images, zoom, order=1), 0.0, 1.0).astype(np.float32)
-
     rng = np.random.default_rng(seed)
     if n_images is not None and n_images < len(labels):
         keep = _stratified_take(labels, n_images, rng)
         images, labels = images[keep], labels[keep]
+
+    if image_size is not None and images.shape[1] != image_size:
+        zoom = (1, image_size / images.shape[1], image_size / images.shape[2], 1)
+        images = np.clip(ndimage.zoom(images, zoom, order=1), 0.0, 1.0).astype(np.float32)
     train, test = _stratified_split(labels, test_fraction, rng)
     return Dataset(
         name=name,

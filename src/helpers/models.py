@@ -101,6 +101,8 @@ def build_model(
         )
         if arch == "vgg16" and weights_arg is None:
             _he_initialise(backbone)
+        if weights_arg is None:
+            _fast_batch_statistics(backbone)
         x = backbone(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name=f"{arch}_{defence.replace(':', '_').replace('.', 'p')}")
@@ -127,6 +129,18 @@ def _he_initialise(backbone: keras.Model) -> None:
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.Conv2D):
             layer.kernel.assign(initializer(layer.kernel.shape))
+
+
+def _fast_batch_statistics(backbone: keras.Model, *, momentum: float = 0.9) -> None:
+    """Let batch normalisation's running statistics follow training faster than Keras' default (0.99).
+
+    A CPU budget gives a network trained from scratch only some dozens of steps; with momentum 0.99 the running
+    mean and variance used at test time would still be mostly their initial values, so test accuracy would stay
+    at chance while training accuracy rises (we measured ResNet50 at 10 % test vs 39 % train after 30 steps).
+    """
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def _application(arch: str):

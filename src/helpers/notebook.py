@@ -48,6 +48,7 @@ def check_parameters(params: Mapping[str, Any]) -> None:
         "epochs": lambda v: check_int("epochs", v, minimum=1),
         "arch_epochs": lambda v: check_int("arch_epochs", v, minimum=1),
         "batch_size": lambda v: check_int("batch_size", v, minimum=1),
+        "arch_batch_size": lambda v: check_int("arch_batch_size", v, minimum=1),
         "step": lambda v: check_float("step", v, minimum=0.0, strict_minimum=True),
         "max_steps": lambda v: check_int("max_steps", v, minimum=1),
         "arch_max_steps": lambda v: check_int("arch_max_steps", v, minimum=1),

@@ -28,7 +28,7 @@ from helpers.validate import check_choice, check_int
 
 # Learning rates: Adam's default for the networks with batch normalisation; VGG16 (none) needs a smaller one.
 LEARNING_RATE = {"small_cnn": 1e-3, "inception_v3": 1e-3, "vgg16": 1e-4, "resnet50": 1e-3}
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: batch-normalisation momentum 0.9 when training from scratch
 
 
 @dataclass
