@@ -59,6 +59,26 @@ def test_every_architecture_builds_with_its_defence_inside(arch):
     assert isinstance(build_model(arch, input_shape=(size, size, channels), num_classes=3, defence="gaussian:1.5").layers[1], GaussianBlur)
 
 
+def test_from_scratch_batch_norm_running_statistics_follow_training(tmp_path):
+    model = build_model("resnet50", input_shape=(32, 32, 3), num_classes=3)
+    norms = [layer for layer in model.get_layer("resnet50").layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) > 50 and all(layer.momentum == 0.9 for layer in norms)
+    # One training step moves the first running mean 10 % of the way to the batch mean (Keras' default: 1 %).
+    first = norms[0]
+    backbone = model.get_layer("resnet50")
+    probe = keras.Model(backbone.input, first.input)
+    x = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
+    batch_mean = keras.ops.convert_to_numpy(probe(model.get_layer("preprocess")(x))).mean(axis=(0, 1, 2))
+    before = keras.ops.convert_to_numpy(first.moving_mean)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.train_on_batch(x, np.zeros(8, dtype=np.int64))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first.moving_mean), 0.9 * before + 0.1 * batch_mean, rtol=1e-4, atol=1e-5)
+    # The setting survives the model cache's save and load.
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    assert reloaded.get_layer("resnet50").get_layer(first.name).momentum == 0.9
+
+
 def test_imagenet_weights_offline_fail_with_one_line_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="weights: .*vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") as info:

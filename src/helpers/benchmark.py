@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.attack import OBJECTIVES, OUT_OF_STEPS, REACHED, RUNNING, STALLED, AttackResult, loss_and_gradient
+from helpers.train import onednn_enabled
 from helpers.validate import check_choice, check_float, check_images, check_int, check_labels
 
 # Distribution names of the attack libraries compared against (pinned in requirements-bench.txt).
@@ -44,16 +45,6 @@ LIBRARY_LABELS = {"art": "ART PGD-L2", "foolbox": "Foolbox L2-BIM"}
 
 
 # --- The machine -------------------------------------------------------------------------------------------
-
-
-def onednn_enabled() -> bool | None:
-    """Whether TensorFlow's oneDNN CPU kernels are on (``TF_ENABLE_ONEDNN_OPTS``; by default TensorFlow turns
-    them on only for CPUs with AVX-512 VNNI/BF16 or AMX). ``None`` if this TensorFlow cannot tell."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # pragma: no cover - depends on the TensorFlow build
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def machine_info() -> dict[str, Any]:

@@ -46,6 +46,16 @@ def package_versions() -> dict[str, str]:
     return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__, "helpers": version("helpers")}
 
 
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow's oneDNN CPU kernels are on (``TF_ENABLE_ONEDNN_OPTS``; by default TensorFlow turns
+    them on only for CPUs with AVX-512 VNNI/BF16 or AMX). ``None`` if this TensorFlow cannot tell."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - depends on the TensorFlow build
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def set_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
     keras.utils.set_random_seed(seed)
@@ -68,6 +78,7 @@ def cache_key(arch: str, dataset: Dataset, *, defence: str, epochs: int, batch_s
         "learning_rate": LEARNING_RATE[arch],
         "weights": None if weights is None else str(weights),
         "versions": package_versions(),
+        "onednn": onednn_enabled(),
     }
 
 
