@@ -41,6 +41,23 @@ def test_corrupted_cache_is_rebuilt_with_a_warning(digits, tmp_path):
     assert fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path, verbose=0).from_cache
 
 
+@pytest.mark.parametrize("defence", ["median:3", "gaussian:1.5"])
+def test_filtering_the_data_once_trains_the_same_network_as_the_filter_layer(digits, tmp_path, defence):
+    from helpers.train import LEARNING_RATE, set_determinism
+
+    fast = fit_cached("small_cnn", digits, defence=defence, epochs=2, cache_dir=tmp_path, verbose=0)
+    assert isinstance(fast.model.layers[1], (MedianFilter, GaussianBlur))
+    set_determinism(0)
+    slow = build_model("small_cnn", input_shape=digits.input_shape, num_classes=digits.num_classes, defence=defence)
+    slow.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE["small_cnn"]),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = slow.fit(digits.x_train, digits.y_train, validation_data=(digits.x_test, digits.y_test), epochs=2,
+                       batch_size=64, shuffle=True, verbose=0).history
+    for a, b in zip(fast.model.get_weights(), slow.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(fast.history["val_accuracy"], history["val_accuracy"], atol=1e-6)
+
+
 def test_training_is_deterministic(digits, tmp_path):
     a = fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path / "a", verbose=0)
     b = fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path / "b", verbose=0)
