@@ -171,12 +171,7 @@ def fit_cached(
     finally:
         tmp.unlink(missing_ok=True)
     write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
-    # Hand back the model as read from its file, so that a first run and a rerun from the cache compute with the
-    # same object: with oneDNN, the trained in-memory model and its reloaded copy can round differently.
-    reloaded = _load_verified(model_path, meta_path, key, strategy)
-    if reloaded is None:
-        raise RuntimeError(f"cache_dir: the model just saved to {model_path} could not be read back")
-    return TrainedModel(reloaded[0], history, model_path, False, seconds)
+    return TrainedModel(model, history, model_path, False, seconds)
 
 
 def _scope(strategy):
