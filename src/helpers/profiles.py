@@ -47,7 +47,7 @@ _DEFAULT = {
     "arch_epochs": 2,
     "arch_batch_size": 32,
     "arch_weights": None,
-    "arch_n_attack": 20,
+    "arch_n_attack": 50,
     "arch_max_steps": 150,
     # Beyond the paper: adaptive attacks and robustness curves.
     "budgets": [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
