@@ -9,12 +9,10 @@ gives that attacker its tools:
 * :func:`pgd_l2` — projected gradient descent in an L2 ball, for a grid of budgets in one batched, compiled
   loop, returning per-example "still correct" flags.
 * :func:`random_noise` — the same ‖δ‖₂ in random directions, the baseline an attack must beat by far.
-* :func:`accuracy_curve_ci`, :func:`difference_curve_ci` — bootstrap intervals of accuracy-vs-budget curves.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import keras
@@ -22,12 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.attack import loss_and_gradient
+from helpers.engine import check_classifier, check_model_images, compiled, forward_function, l2_distances, l2_norms
 from helpers.evaluate import predict_logits
-from helpers.filters import GaussianBlur, MedianFilter
-from helpers.validate import check_float, check_images, check_int, check_labels
-
-DEFENCE_LAYERS = (GaussianBlur, MedianFilter)
-
+from helpers.filters import filter_layers, is_filter_layer
+from helpers.stats import accuracy_curve_ci, difference_curve_ci
+from helpers.validate import check_float, check_int, check_labels
 
 # --------------------------------------------------------------------------------------------------------------
 # BPDA
@@ -53,7 +50,7 @@ class StraightThrough(keras.layers.Layer):
 
 
 def bpda_model(model: keras.Model) -> keras.Model:
-    """A copy of ``model`` whose defence layers (Gaussian, median) are differentiated as the identity.
+    """A copy of ``model`` whose filter layers (any registered kind) are differentiated as the identity.
 
     The copy shares every other layer (and so the weights) with ``model``: its predictions are exactly those
     of ``model``; only its gradient differs, which is what an attacker using BPDA sees.
@@ -62,36 +59,30 @@ def bpda_model(model: keras.Model) -> keras.Model:
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
-    if not any(isinstance(layer, DEFENCE_LAYERS) for layer in model.layers):
-        raise ValueError(f"model: {model.name} has no Gaussian or median layer to approximate; BPDA needs a defended model")
+    if not filter_layers(model):
+        raise ValueError(f"model: {model.name} has no filter layer to approximate; BPDA needs a defended model")
 
     def swap(layer):
-        if isinstance(layer, DEFENCE_LAYERS):
+        if is_filter_layer(layer):
             return StraightThrough(layer, name=f"bpda_{layer.name}")
         return layer
 
     return keras.models.clone_model(model, clone_function=swap)
 
 
-def _check_model(model) -> None:
-    if not callable(model) or not hasattr(model, "output_shape"):
-        raise TypeError(f"model: expected a keras.Model returning logits, got {type(model).__name__}")
-
-
 def input_gradient(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """∇ of the cross-entropy of ``labels`` with respect to the input images, as the attacker sees it."""
-    _check_model(model)
-    images = check_images("images", images)
-    labels = check_labels("labels", labels, length=len(images), num_classes=int(model.output_shape[-1]))
+    num_classes = check_classifier(model)
+    images = check_model_images(model, images)
+    labels = check_labels("labels", labels, length=len(images), num_classes=num_classes)
     _, grad = loss_and_gradient(model, tf.constant(images), tf.constant(labels.astype(np.int32)), "cross_entropy")
     return grad.numpy()
 
 
 def transfer_rates(model: keras.Model, labels: np.ndarray, adversarial: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """Feed adversarial images made on another model to ``model``: share still on target, share correct."""
-    _check_model(model)
-    adversarial = check_images("adversarial", adversarial)
-    num_classes = int(model.output_shape[-1])
+    num_classes = check_classifier(model)
+    adversarial = check_model_images(model, adversarial, name="adversarial")
     labels = check_labels("labels", labels, length=len(adversarial), num_classes=num_classes)
     targets = check_labels("targets", targets, length=len(adversarial), num_classes=num_classes)
     predicted = predict_logits(model, adversarial).argmax(axis=1)
@@ -119,8 +110,6 @@ class RobustnessResult:
         """Robust accuracy at each budget."""
         return self.correct.mean(axis=1)
 
-
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def pgd_l2(
@@ -156,15 +145,12 @@ def pgd_l2(
     >>> result = pgd_l2(model, x[:100], y[:100], budgets=[0, 1, 2], steps=40)  # doctest: +SKIP
     >>> result.accuracy  # doctest: +SKIP
     """
-    _check_model(model)
+    num_classes = check_classifier(model)
     budgets = _check_budgets(budgets)
     steps = check_int("steps", steps, minimum=0)
     step_ratio = check_float("step_ratio", step_ratio, minimum=0.0, maximum=100.0, strict_minimum=True)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    images = check_images("images", images)
-    if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
-        raise ValueError(f"images: shape {images.shape[1:]} does not match the model input {tuple(model.input_shape[1:])}")
-    num_classes = int(model.output_shape[-1])
+    images = check_model_images(model, images)
     labels = check_labels("labels", labels, length=len(images), num_classes=num_classes).astype(np.int32)
     targeted = targets is not None
     aims = labels if not targeted else check_labels("targets", targets, length=len(images), num_classes=num_classes).astype(np.int32)
@@ -188,13 +174,12 @@ def pgd_l2(
                 tf.constant(step_ratio * eps / max(group_steps, 1)), tf.constant(group_steps, tf.int32),
             )
             adversarial[rows], correct[rows], success[rows], gradient_norm[rows] = (t.numpy() for t in out)
-    diff = (adversarial.astype(np.float64) - images[flat_index].astype(np.float64)).reshape(b * n, -1)
     return RobustnessResult(
         budgets=budgets,
         correct=correct.reshape(b, n),
         success=success.reshape(b, n),
         adversarial=adversarial.reshape(b, n, *images.shape[1:]),
-        l2=np.sqrt((diff**2).sum(axis=1)).reshape(b, n),
+        l2=l2_distances(adversarial, images[flat_index]).reshape(b, n),
         gradient_norm=gradient_norm[:n].astype(np.float64),
     )
 
@@ -205,14 +190,11 @@ def _check_budgets(budgets) -> np.ndarray:
     return np.array([check_float("budgets", e, minimum=0.0) for e in budgets], dtype=np.float64)
 
 
-def _per_example_norm(t: tf.Tensor) -> tf.Tensor:
-    return tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(t), [tf.shape(t)[0], -1]), axis=1))
-
-
 def _compiled_pgd(model: keras.Model, targeted: bool):
-    per_model = _COMPILED.setdefault(model, {})
-    if targeted in per_model:
-        return per_model[targeted]
+    return compiled(model, ("pgd", targeted), lambda: _build_pgd(model, targeted))
+
+
+def _build_pgd(model: keras.Model, targeted: bool):
     shape = (None, *model.input_shape[1:])
     expand = [-1] + [1] * (len(shape) - 1)
     sign = -1.0 if targeted else 1.0  # targeted: descend the target's loss; untargeted: ascend the label's
@@ -249,18 +231,17 @@ def _compiled_pgd(model: keras.Model, targeted: bool):
             ever_wrong = tf.tensor_scatter_nd_update(ever_wrong, active, was_wrong | wrong)
             ever_hit = tf.tensor_scatter_nd_update(ever_hit, active, tf.gather_nd(ever_hit, active) | hit)
             # Step (the last pass only judges): L2-normalised gradient, projection onto the ball, pixel range.
-            norm = _per_example_norm(grad)
+            norm = l2_norms(grad)
             grad_norm0 = tf.tensor_scatter_nd_update(grad_norm0, active, tf.where(i == 0, norm, tf.gather_nd(grad_norm0, active)))
             direction = grad / tf.reshape(tf.where(norm > 0, norm, 1.0), expand)
             delta = xa + sign * tf.reshape(tf.gather_nd(alpha, active), expand) * direction - x0a
-            length = _per_example_norm(delta)
+            length = l2_norms(delta)
             shrink = tf.minimum(1.0, ea / tf.where(length > 0, length, 1.0))
             stepped = tf.clip_by_value(x0a + delta * tf.reshape(shrink, expand), 0.0, 1.0)
             x = tf.tensor_scatter_nd_update(x, active, tf.where(i < n_steps, stepped, xa))
         kept = tf.where(tf.reshape(ever_wrong, expand), kept, x)
         return kept, ~ever_wrong, ever_hit, grad_norm0
 
-    per_model[targeted] = run
     return run
 
 
@@ -285,17 +266,17 @@ def random_noise(
     close as the pixel range allows. An image counts as *correct* if the clean image and every draw keep its
     label — the noise gets ``draws`` tries, the same courtesy as the attack's many steps.
     """
-    _check_model(model)
+    num_classes = check_classifier(model)
     budgets = _check_budgets(budgets)
     draws = check_int("draws", draws, minimum=1)
     seed = check_int("seed", seed, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    images = check_images("images", images)
-    labels = check_labels("labels", labels, length=len(images), num_classes=int(model.output_shape[-1]))
+    images = check_model_images(model, images)
+    labels = check_labels("labels", labels, length=len(images), num_classes=num_classes)
 
     rng = np.random.default_rng(seed)
     n, b = len(images), len(budgets)
-    forward = _compiled_forward(model)
+    forward = forward_function(model)
     clean = predict_logits(model, images, batch_size=batch_size).argmax(axis=1) == labels
     correct = np.repeat(clean[None], b, axis=0)
     adversarial = np.repeat(images[None], b, axis=0)
@@ -312,19 +293,10 @@ def random_noise(
         fooled = ~keeps.all(axis=0) & clean
         adversarial[k][fooled] = noisy[first_wrong[fooled], np.flatnonzero(fooled)]
         correct[k] &= keeps.all(axis=0)
-    diff = (adversarial.astype(np.float64) - images[None].astype(np.float64)).reshape(b, n, -1)
     return RobustnessResult(
         budgets=budgets, correct=correct, success=~correct, adversarial=adversarial,
-        l2=np.sqrt((diff**2).sum(axis=2)), gradient_norm=np.full(n, np.nan),
+        l2=l2_distances(adversarial, images[None], batch_dims=2), gradient_norm=np.full(n, np.nan),
     )
-
-
-def _compiled_forward(model: keras.Model):
-    per_model = _COMPILED.setdefault(model, {})
-    if "forward" not in per_model:
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        per_model["forward"] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    return per_model["forward"]
 
 
 def _noise_of_norm(images: np.ndarray, directions: np.ndarray, eps: float, *, iterations: int = 30) -> np.ndarray:
@@ -350,67 +322,6 @@ def _noise_of_norm(images: np.ndarray, directions: np.ndarray, eps: float, *, it
         short = length(mid)[0] < eps
         low, high = np.where(short, mid, low), np.where(short, high, mid)
     return length(high)[1].astype(np.float32)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Bootstrap intervals of accuracy curves
-# --------------------------------------------------------------------------------------------------------------
-
-
-def accuracy_curve_ci(
-    correct: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Accuracy at each budget and its percentile bootstrap interval, resampling images (rows of ``correct``: budgets).
-
-    The same resampled images are used at every budget, so the band is that of the whole curve's sample.
-    """
-    correct = _check_correct("correct", correct)
-    draws = _resampled_means(correct, n_resamples=n_resamples, seed=seed)
-    return correct.mean(axis=1), *_percentiles(draws, level)
-
-
-def difference_curve_ci(
-    correct_a: np.ndarray, correct_b: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Accuracy of ``a`` minus accuracy of ``b`` at each budget, with a *paired* bootstrap interval.
-
-    Both arrays must hold the same images in the same order (e.g. one defended and one undefended model).
-    """
-    correct_a = _check_correct("correct_a", correct_a)
-    correct_b = _check_correct("correct_b", correct_b)
-    if correct_a.shape != correct_b.shape:
-        raise ValueError(f"correct_b: shape {correct_b.shape} differs from correct_a's {correct_a.shape}; pair the same images")
-    diff = correct_a.astype(np.float64) - correct_b.astype(np.float64)
-    draws = _resampled_means(diff, n_resamples=n_resamples, seed=seed)
-    return diff.mean(axis=1), *_percentiles(draws, level)
-
-
-def _check_correct(name: str, correct) -> np.ndarray:
-    array = np.asarray(correct)
-    if array.ndim == 1:
-        array = array[None]
-    if array.ndim != 2 or array.shape[1] == 0:
-        raise ValueError(f"{name}: expected a (budgets, images) array of flags, got shape {array.shape}")
-    if array.dtype != bool:
-        raise TypeError(f"{name}: expected boolean flags, got dtype {array.dtype}")
-    return array
-
-
-def _resampled_means(values: np.ndarray, *, n_resamples: int, seed: int) -> np.ndarray:
-    n_resamples = check_int("n_resamples", n_resamples, minimum=10)
-    seed = check_int("seed", seed, minimum=0)
-    n = values.shape[1]
-    picks = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    # counts[r, i]: how often image i is drawn in resample r; means = counts @ values.T / n.
-    counts = np.zeros((n_resamples, n))
-    np.add.at(counts, (np.repeat(np.arange(n_resamples), n), picks.ravel()), 1.0)
-    return counts @ values.T.astype(np.float64) / n  # (n_resamples, B)
-
-
-def _percentiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    level = check_float("level", level, minimum=0.0, maximum=1.0, strict_minimum=True)
-    alpha = (1 - level) / 2
-    return np.quantile(draws, alpha, axis=0), np.quantile(draws, 1 - alpha, axis=0)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -477,7 +388,7 @@ def models_under_test(evaluated, claims) -> dict[str, str]:
 
 def has_defence(model: keras.Model) -> bool:
     """Whether ``model`` contains a Gaussian or median layer."""
-    return any(isinstance(layer, DEFENCE_LAYERS) for layer in model.layers)
+    return bool(filter_layers(model))
 
 
 def robustness_study(

@@ -15,7 +15,6 @@ steps each example needs (plus one evaluation to see it has finished), not to th
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import keras
@@ -23,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from helpers.validate import check_choice, check_float, check_images, check_int, check_labels
+from helpers.engine import check_classifier, check_model_images, compiled, l2_distances, l2_norms
+from helpers.validate import check_choice, check_float, check_int, check_labels
 
 OBJECTIVES = ("cross_entropy", "target_probability")
 RUNNING, REACHED, STALLED, OUT_OF_STEPS = 0, 1, 2, 3
@@ -58,8 +58,6 @@ class EngineStats:
         """``needed / evaluations``: 1.0 means no evaluation was spent on a finished or empty slot."""
         return self.needed / self.evaluations if self.evaluations else 1.0
 
-
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def targeted_attack(
@@ -117,19 +115,15 @@ def run_engine(
     progress: bool = True,
 ) -> tuple[AttackResult, EngineStats]:
     """:func:`targeted_attack` (same arguments), also returning what the engine computed (:class:`EngineStats`)."""
-    if not callable(model) or not hasattr(model, "output_shape"):
-        raise TypeError(f"model: expected a keras.Model returning logits, got {type(model).__name__}")
+    num_classes = check_classifier(model)
     step = check_float("step", step, minimum=0.0, strict_minimum=True)
     max_steps = check_int("max_steps", max_steps, minimum=0)
     objective = check_choice("objective", objective, OBJECTIVES)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     chunk_steps = check_int("chunk_steps", chunk_steps, minimum=1)
     low, high = _check_clip(clip)
-    images = check_images("images", images, value_range=None if clip is None else (low, high))
-    num_classes = int(model.output_shape[-1])
+    images = check_model_images(model, images, value_range=None if clip is None else (low, high))
     targets = check_labels("targets", targets, length=len(images), num_classes=num_classes)
-    if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
-        raise ValueError(f"images: shape {images.shape[1:]} does not match the model input {tuple(model.input_shape[1:])}")
 
     run_chunk = _compiled(model, objective)
     n = len(images)
@@ -174,12 +168,11 @@ def run_engine(
                 owner, x, t, steps, status = owner[keep], x[keep], t[keep], steps[keep], status[keep]
 
     stats.needed = int(steps_out.sum()) + n
-    diff = (adversarial.astype(np.float64) - images.astype(np.float64)).reshape(n, -1)
     result = AttackResult(
         adversarial=adversarial,
         success=status_out == REACHED,
         steps=steps_out,
-        l2=np.sqrt((diff**2).sum(axis=1)),
+        l2=l2_distances(adversarial, images),
         stalled=status_out == STALLED,
     )
     return result, stats
@@ -210,10 +203,10 @@ def loss_and_gradient(model: keras.Model, x: tf.Tensor, t: tf.Tensor, objective:
 
 
 def _compiled(model: keras.Model, objective: str):
-    per_model = _COMPILED.setdefault(model, {})
-    if objective in per_model:
-        return per_model[objective]
+    return compiled(model, ("paper attack", objective), lambda: _build_chunk(model, objective))
 
+
+def _build_chunk(model: keras.Model, objective: str):
     shape = (None, *model.input_shape[1:])
 
     @tf.function(
@@ -233,7 +226,7 @@ def _compiled(model: keras.Model, objective: str):
             logits, grad = loss_and_gradient(model, x, t, objective)
             done += 1
             reached = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), t)
-            norm = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grad), [tf.shape(grad)[0], -1]), axis=1))
+            norm = l2_norms(grad)
             new_status = tf.where(reached, REACHED, tf.where(steps >= max_steps, OUT_OF_STEPS, tf.where(norm > 0, RUNNING, STALLED)))
             status = tf.where(running, new_status, status)
             move = tf.equal(status, RUNNING)
@@ -246,5 +239,4 @@ def _compiled(model: keras.Model, objective: str):
                 break
         return x, steps, status, done
 
-    per_model[objective] = run_chunk
     return run_chunk

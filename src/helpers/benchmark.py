@@ -529,16 +529,9 @@ def op_time_profile(fn: Callable[[], Any], *, calls: int = 2) -> dict[str, float
 
 def scipy_filter(spec: str, images: np.ndarray) -> np.ndarray:
     """The defence ``spec`` applied with ``scipy.ndimage`` (mode "reflect", truncate 4), per image and channel."""
-    from scipy import ndimage
+    from helpers.filters import Defence
 
-    from helpers.filters import GaussianBlur, parse_defence
-
-    layer = parse_defence(spec)
-    if layer is None:
-        return images
-    if isinstance(layer, GaussianBlur):
-        return ndimage.gaussian_filter(images, sigma=(0, layer.sigma, layer.sigma, 0), mode="reflect", truncate=layer.truncate)
-    return ndimage.median_filter(images, size=(1, layer.size, layer.size, 1), mode="reflect")
+    return Defence.parse(spec).reference(images)
 
 
 def depthwise_gaussian(sigma: float):

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from helpers.attack import AttackResult, targeted_attack
+from helpers.filters import Defence
 from helpers.validate import check_images, check_int, check_labels
 
 
@@ -52,6 +53,20 @@ def random_targets(labels: np.ndarray, *, num_classes: int, seed: int = 0) -> np
     return (labels + offsets) % num_classes
 
 
+def attack_set(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The images every attack of a chapter uses: up to ``n_images`` correctly classified ones, drawn at random
+    (seeded) and kept in test-set order, each with a seeded random wrong target. Returns (indices, targets)."""
+    n_images = check_int("n_images", n_images, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    logits = predict_logits(model, images)
+    labels = check_labels("labels", labels, length=len(logits), num_classes=logits.shape[-1])
+    correct = np.flatnonzero(logits.argmax(axis=1) == labels)
+    if len(correct) == 0:
+        raise ValueError("model: classifies none of the images correctly; nothing to attack")
+    indices = np.sort(np.random.default_rng(seed).permutation(correct)[:n_images])
+    return indices, random_targets(labels[indices], num_classes=logits.shape[-1], seed=seed)
+
+
 def attack_evaluation(
     model: keras.Model,
     images: np.ndarray,
@@ -70,16 +85,7 @@ def attack_evaluation(
     Success rate is over attacked images; mean and median ‖δ‖₂ are over the successful ones (an
     unbounded attack that fails has no meaningful distance).
     """
-    n_images = check_int("n_images", n_images, minimum=1)
-    seed = check_int("seed", seed, minimum=0)
-    logits = predict_logits(model, images)
-    labels = check_labels("labels", labels, length=len(logits), num_classes=logits.shape[-1])
-    correct = np.flatnonzero(logits.argmax(axis=1) == labels)
-    if len(correct) == 0:
-        raise ValueError("model: classifies none of the images correctly; nothing to attack")
-    order = np.random.default_rng(seed).permutation(correct)[:n_images]
-    indices = np.sort(order)
-    targets = random_targets(labels[indices], num_classes=logits.shape[-1], seed=seed)
+    indices, targets = attack_set(model, images, labels, n_images=n_images, seed=seed)
     result = targeted_attack(
         model, images[indices], targets, step=step, max_steps=max_steps, objective=objective,
         batch_size=batch_size, progress=progress,
@@ -103,45 +109,26 @@ def paper_score(accuracy: float, mean_l2: float) -> float:
     return float(accuracy) * float(mean_l2)
 
 
-def bootstrap_ci(values: np.ndarray, *, statistic=np.mean, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of ``statistic`` over the examples in ``values``."""
-    values = np.asarray(values, dtype=np.float64)
-    n_resamples = check_int("n_resamples", n_resamples, minimum=10)
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    stats = np.array([statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(n_resamples)])
-    alpha = (1 - level) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
-
-
-def format_ci(value: float, ci: tuple[float, float], *, digits: int = 2) -> str:
-    """'2.31 [2.20, 2.43]'."""
-    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-
-
 def filter_transfer(
     model: keras.Model,
     images: np.ndarray,
     labels: np.ndarray,
     adversarial: np.ndarray,
     targets: np.ndarray,
-    defences: list[str],
+    defences: list[str | Defence],
 ) -> list[dict[str, float | str]]:
     """Blur clean and adversarial images with each defence and ask an *undefended* model about them.
 
     For each defence: accuracy on the blurred clean images, and on the blurred adversarial images the
     share still classified as the target and the share restored to the true label.
     """
-    from helpers.filters import apply_defence, defence_label
-
     rows = []
-    for spec in defences:
-        clean = predict_logits(model, apply_defence(spec, images)).argmax(1)
-        adv = predict_logits(model, apply_defence(spec, adversarial)).argmax(1)
+    for defence in map(Defence.parse, defences):
+        clean = predict_logits(model, defence.apply(images)).argmax(1)
+        adv = predict_logits(model, defence.apply(adversarial)).argmax(1)
         rows.append({
-            "defence": spec,
-            "label": defence_label(spec),
+            "defence": str(defence),
+            "label": defence.label,
             "clean_accuracy": float((clean == labels).mean()),
             "still_target": float((adv == targets).mean()),
             "restored": float((adv == labels).mean()),

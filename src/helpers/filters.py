@@ -1,4 +1,8 @@
-"""The paper's defences as non-trainable Keras layers: Gaussian blur and median filter.
+"""The paper's defences: a :class:`Defence` value, a registry of filter kinds, and their Keras layers.
+
+A defence is ``Defence(kind, value)``; its public spelling is ``"none"``, ``"gaussian:1.5"`` or ``"median:3"``
+(:meth:`Defence.parse` and ``str``). Each filter kind (:data:`FILTER_KINDS`) knows its parameter, label, Keras
+layer and ``scipy.ndimage`` reference, so code iterates the registry and never spells a kind or splits a string.
 
 Both behave the same in training and inference, work on any number of channels, and extend the image at
 its borders like ``scipy.ndimage`` with ``mode="reflect"`` (edge pixels repeated: ``d c b a | a b c d``).
@@ -8,15 +12,14 @@ Gaussian (a linear map), and through the sort for the median (the gradient reach
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from helpers.validate import check_float, check_images, check_int
-
-DEFENCE_KINDS = ("none", "gaussian:SIGMA", "median:SIZE")
 
 
 def gaussian_kernel1d(sigma: float, *, truncate: float = 4.0) -> np.ndarray:
@@ -128,66 +131,219 @@ class MedianFilter(keras.layers.Layer):
         return {**super().get_config(), "size": self.size}
 
 
-def parse_defence(spec: str) -> keras.layers.Layer | None:
-    """``"none"`` → None, ``"gaussian:1.5"`` → GaussianBlur(1.5), ``"median:3"`` → MedianFilter(3)."""
-    if not isinstance(spec, str):
-        raise TypeError(f"defence: expected a string like 'none', 'gaussian:1.5' or 'median:3', got {type(spec).__name__}")
-    text = spec.strip().lower()
-    if text == "none":
-        return None
-    kind, _, value = text.partition(":")
-    if kind == "gaussian":
+# --------------------------------------------------------------------------------------------------------------
+# The registry of filter kinds
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterKind:
+    """One family of filters, e.g. the Gaussian (parameter σ) or the median (window s).
+
+    ``check`` validates a parameter value and returns it as a float (raising a one-line error that names
+    ``defence``); ``identity`` is the value that leaves images unchanged (it is spelled ``"none"``).
+    """
+
+    name: str  # the spelling before the colon: "gaussian"
+    title: str  # "Gaussian"
+    symbol: str  # the slider's symbol: "σ"
+    parameter_name: str  # a column name for the parameter: "sigma"
+    identity: float  # the parameter value that is no filter
+    check: Callable[[float], float]
+    format: Callable[[float], str]  # the parameter as spelled in "kind:VALUE"
+    label: Callable[[float], str]  # "Gaussian σ=1.5"
+    layer: Callable[[float], keras.layers.Layer]
+    layer_class: type
+    layer_value: Callable[[keras.layers.Layer], float]  # the parameter of a layer of this kind
+    reference: Callable[[np.ndarray, float], np.ndarray]  # scipy.ndimage on an NHWC batch
+    linear: bool  # a linear filter's gradient is exact and informative; BPDA matters for the others
+    slider_step: float  # the step of a live slider over the parameter (an integer step gives an integer slider)
+
+
+FILTER_KINDS: dict[str, FilterKind] = {}
+
+
+def register_filter_kind(kind: FilterKind) -> FilterKind:
+    """Add a filter kind to the registry (its name must be new)."""
+    if not isinstance(kind, FilterKind):
+        raise TypeError(f"kind: expected a FilterKind, got {type(kind).__name__}")
+    if kind.name in FILTER_KINDS or kind.name == "none" or not kind.name.isidentifier():
+        raise ValueError(f"kind: the name {kind.name!r} is taken or not an identifier")
+    FILTER_KINDS[kind.name] = kind
+    return kind
+
+
+def _check_sigma(value: float) -> float:
+    value = check_float("defence", value)
+    if value < 0 or value > 64:
+        raise ValueError(f"defence: σ must be a finite number in [0, 64], got {value:g}")
+    return value
+
+
+def _check_window(value: float) -> float:
+    if isinstance(value, bool) or float(value) != int(float(value)) or int(float(value)) < 1 or int(float(value)) % 2 == 0:
+        raise ValueError(f"defence: the median window must be a positive odd integer, got {value!r}")
+    if int(float(value)) > 31:
+        raise ValueError(f"defence: the median window must be at most 31, got {int(float(value))}")
+    return float(int(float(value)))
+
+
+def _scipy_gaussian(images: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="reflect", truncate=4.0)
+
+
+def _scipy_median(images: np.ndarray, size: float) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.median_filter(images, size=(1, int(size), int(size), 1), mode="reflect")
+
+
+register_filter_kind(FilterKind(
+    name="gaussian", title="Gaussian", symbol="σ", parameter_name="sigma", identity=0.0, check=_check_sigma,
+    format=lambda v: f"{v:g}", label=lambda v: f"Gaussian σ={v:g}", layer=GaussianBlur, layer_class=GaussianBlur,
+    layer_value=lambda layer: float(layer.sigma), reference=_scipy_gaussian, linear=True, slider_step=0.1,
+))
+register_filter_kind(FilterKind(
+    name="median", title="median", symbol="s", parameter_name="window", identity=1.0, check=_check_window,
+    format=lambda v: f"{int(v)}", label=lambda v: f"median {int(v)}×{int(v)}", layer=lambda v: MedianFilter(int(v)),
+    layer_class=MedianFilter, layer_value=lambda layer: float(layer.size), reference=_scipy_median, linear=False,
+    slider_step=2,
+))
+
+
+def filter_kind(name: str) -> FilterKind:
+    """The registered kind called ``name`` (one-line error listing the known ones)."""
+    if not isinstance(name, str) or name not in FILTER_KINDS:
+        raise ValueError(f"kind: unknown filter kind {name!r}; known: {', '.join(FILTER_KINDS)}")
+    return FILTER_KINDS[name]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A defence
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Defence:
+    """A defence: no filter (``kind="none"``) or a registered filter kind with its parameter.
+
+    >>> Defence.parse("gaussian:1.5").label  # doctest: +SKIP
+    'Gaussian σ=1.5'
+    """
+
+    kind: str
+    value: float = 0.0
+
+    @staticmethod
+    def parse(spec: str | Defence) -> Defence:
+        """``"none"``, ``"gaussian:1.5"``, ``"median:3"`` (or a Defence, returned as is)."""
+        if isinstance(spec, Defence):
+            return spec
+        if not isinstance(spec, str):
+            raise TypeError(f"defence: expected a string like {_examples()}, got {type(spec).__name__}")
+        text = spec.strip().lower()
+        if text == "none":
+            return NONE
+        name, colon, value = text.partition(":")
+        if name not in FILTER_KINDS or not colon:
+            raise ValueError(f"defence: unknown filter {spec!r}; known: none, {', '.join(k + ':VALUE' for k in FILTER_KINDS)}")
         try:
-            sigma = float(value)
+            number = float(value)
         except ValueError:
-            raise ValueError(f"defence: bad σ in {spec!r}; expected e.g. 'gaussian:1.5'") from None
-        if not math.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"defence: σ must be a finite number >= 0, got {spec!r}")
-        return GaussianBlur(sigma)
-    if kind == "median":
-        try:
-            size = int(value)
-        except ValueError:
-            raise ValueError(f"defence: bad window in {spec!r}; expected an odd integer, e.g. 'median:3'") from None
-        if size < 1 or size % 2 == 0:
-            raise ValueError(f"defence: the median window must be a positive odd integer, got {spec!r}")
-        return MedianFilter(size)
-    raise ValueError(f"defence: unknown filter {spec!r}; known: {', '.join(DEFENCE_KINDS)}")
+            raise ValueError(f"defence: bad {FILTER_KINDS[name].symbol} in {spec!r}; expected e.g. {_examples()}") from None
+        return Defence.of(name, number)
+
+    @staticmethod
+    def of(kind: str, value: float) -> Defence:
+        """The filter ``kind`` with parameter ``value`` (its identity value gives :data:`NONE`)."""
+        spec = filter_kind(kind)
+        number = spec.check(value)
+        return NONE if number == spec.identity else Defence(kind, number)
+
+    def __post_init__(self) -> None:
+        if self.kind != "none" and self.kind not in FILTER_KINDS:
+            raise ValueError(f"defence: unknown filter kind {self.kind!r}; known: none, {', '.join(FILTER_KINDS)}")
+
+    def __str__(self) -> str:
+        return "none" if self.is_none else f"{self.kind}:{FILTER_KINDS[self.kind].format(self.value)}"
+
+    @property
+    def is_none(self) -> bool:
+        return self.kind == "none"
+
+    @property
+    def label(self) -> str:
+        """Human-readable name: 'none', 'Gaussian σ=1.5', 'median 3×3'."""
+        return "none" if self.is_none else FILTER_KINDS[self.kind].label(self.value)
+
+    @property
+    def parameter(self) -> float:
+        """σ of a Gaussian, the window of a median, 0 for no filter."""
+        return 0.0 if self.is_none else float(self.value)
+
+    def slider_value(self, kind: str) -> float:
+        """The parameter on a slider of filter ``kind``: no filter sits at that kind's identity value."""
+        spec = filter_kind(kind)
+        if self.is_none:
+            return spec.identity
+        if self.kind != kind:
+            raise ValueError(f"defence: {self} is not a {kind} filter")
+        return float(self.value)
+
+    def layer(self) -> keras.layers.Layer | None:
+        """A new Keras layer of this filter (``None`` for no filter)."""
+        return None if self.is_none else FILTER_KINDS[self.kind].layer(self.value)
+
+    def reference(self, images: np.ndarray) -> np.ndarray:
+        """This filter applied with ``scipy.ndimage`` (mode "reflect") to an NHWC batch."""
+        return images if self.is_none else FILTER_KINDS[self.kind].reference(images, self.value)
+
+    def apply(self, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """This filter's Keras layer applied to a batch outside a model (for figures and training data)."""
+        images = check_images("images", images, value_range=None)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        layer = self.layer()
+        if layer is None:
+            return images
+        parts = [np.asarray(layer(tf.constant(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)]
+        return np.concatenate(parts)
 
 
-def defence_label(spec: str) -> str:
-    """Human-readable name of a defence spec: 'none', 'Gaussian σ=1.5', 'median 3×3'."""
-    layer = parse_defence(spec)
-    if layer is None:
-        return "none"
-    if isinstance(layer, GaussianBlur):
-        return f"Gaussian σ={layer.sigma:g}"
-    return f"median {layer.size}×{layer.size}"
+NONE = Defence("none", 0.0)
 
 
-def apply_defence(spec: str, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    """Apply a defence to a batch of images outside a model (for figures)."""
-    layer = parse_defence(spec)
-    images = check_images("images", images, value_range=None)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    if layer is None:
-        return images
-    parts = [np.asarray(layer(tf.constant(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
+def _examples() -> str:
+    return ", ".join(["'none'", *(f"'{name}:VALUE'" for name in FILTER_KINDS)])
 
 
-def defence_grid(sigmas, windows) -> list[str]:
-    """Defence specs of a study: 'none' for σ = 0, then 'gaussian:σ' for the others, then 'median:s'."""
-    specs = ["none" if float(s) == 0 else f"gaussian:{float(s):g}" for s in sigmas]
-    specs += [f"median:{int(s)}" for s in windows if int(s) != 1]
-    if "none" not in specs:
-        specs.insert(0, "none")
-    return list(dict.fromkeys(specs))
+def filter_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of ``model`` that are registered filters."""
+    classes = tuple(kind.layer_class for kind in FILTER_KINDS.values())
+    return [layer for layer in model.layers if isinstance(layer, classes)]
 
 
-def defence_parameter(spec: str) -> float:
-    """σ of a Gaussian spec, window size of a median spec, 0 for 'none'."""
-    layer = parse_defence(spec)
-    if layer is None:
-        return 0.0
-    return float(layer.sigma) if isinstance(layer, GaussianBlur) else float(layer.size)
+def is_filter_layer(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, tuple(kind.layer_class for kind in FILTER_KINDS.values()))
+
+
+def model_defence(model: keras.Model) -> Defence:
+    """The defence a model applies: its (single) filter layer read back through the registry."""
+    layers = filter_layers(model)
+    if not layers:
+        return NONE
+    for name, kind in FILTER_KINDS.items():
+        if isinstance(layers[0], kind.layer_class):
+            return Defence.of(name, kind.layer_value(layers[0]))
+    raise AssertionError("unreachable: filter_layers only returns registered layers")
+
+
+def study_grid(values: Mapping[str, Iterable[float]]) -> list[Defence]:
+    """The defences of a study: ``none`` first, then each kind's values in order (identity values are ``none``).
+
+    >>> [str(d) for d in study_grid({"gaussian": [0, 1.5], "median": [3]})]  # doctest: +SKIP
+    ['none', 'gaussian:1.5', 'median:3']
+    """
+    grid = [Defence.of(kind, v) for kind, kind_values in values.items() for v in kind_values]
+    return list(dict.fromkeys([NONE, *grid]))

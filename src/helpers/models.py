@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from helpers.filters import parse_defence
+from helpers.filters import Defence
 from helpers.validate import check_choice, check_int
 
 ARCHITECTURES = ("small_cnn", "inception_v3", "vgg16", "resnet50")
@@ -64,7 +64,7 @@ def build_model(
     *,
     input_shape: tuple[int, int, int],
     num_classes: int,
-    defence: str = "none",
+    defence: str | Defence = "none",
     weights: str | os.PathLike[str] | None = None,
 ) -> keras.Model:
     """Build an (untrained) classifier returning logits, with the defence as its first layer.
@@ -80,7 +80,8 @@ def build_model(
     arch, (height, width, channels), num_classes, weights_arg = check_build_args(
         arch, input_shape=input_shape, num_classes=num_classes, defence=defence, weights=weights
     )
-    defence_layer = parse_defence(defence)
+    defence = Defence.parse(defence)
+    defence_layer = defence.layer()
 
     inputs = keras.Input(shape=(height, width, channels), name="image")
     x = defence_layer(inputs) if defence_layer is not None else inputs
@@ -105,7 +106,7 @@ def build_model(
             _fast_batch_statistics(backbone)
         x = backbone(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=f"{arch}_{defence.replace(':', '_').replace('.', 'p')}")
+    return keras.Model(inputs, logits, name=f"{arch}_{str(defence).replace(':', '_').replace('.', 'p')}")
 
 
 def check_build_args(arch, *, input_shape, num_classes, defence, weights):
@@ -118,7 +119,7 @@ def check_build_args(arch, *, input_shape, num_classes, defence, weights):
     if min(height, width) < minimum:
         raise ValueError(f"input_shape: {arch} needs images of at least {minimum}x{minimum} pixels, got {height}x{width}")
     num_classes = check_int("num_classes", num_classes, minimum=2)
-    parse_defence(defence)
+    Defence.parse(defence)
     return arch, (height, width, channels), num_classes, _resolve_weights(arch, weights, channels)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.data import Dataset
-from helpers.filters import apply_defence
+from helpers.filters import Defence, filter_layers
 from helpers.io import file_sha256, read_json, write_json
 from helpers.models import ARCHITECTURES, build_model, check_build_args
 from helpers.validate import check_choice, check_int
@@ -63,7 +63,7 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def cache_key(arch: str, dataset: Dataset, *, defence: str, epochs: int, batch_size: int, seed: int, weights=None) -> dict:
+def cache_key(arch: str, dataset: Dataset, *, defence: str | Defence, epochs: int, batch_size: int, seed: int, weights=None) -> dict:
     """Everything that affects the trained weights."""
     return {
         "format": CACHE_FORMAT,
@@ -72,7 +72,7 @@ def cache_key(arch: str, dataset: Dataset, *, defence: str, epochs: int, batch_s
         "data_fingerprint": dataset.fingerprint,
         "input_shape": list(dataset.input_shape),
         "num_classes": dataset.num_classes,
-        "defence": defence,
+        "defence": str(Defence.parse(defence)),
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
@@ -87,7 +87,7 @@ def train_model(
     arch: str,
     dataset: Dataset,
     *,
-    defence: str = "none",
+    defence: str | Defence = "none",
     epochs: int,
     batch_size: int = 64,
     seed: int = 0,
@@ -110,7 +110,7 @@ def fit_cached(
     arch: str,
     dataset: Dataset,
     *,
-    defence: str = "none",
+    defence: str | Defence = "none",
     epochs: int,
     batch_size: int = 64,
     seed: int = 0,
@@ -130,6 +130,7 @@ def fit_cached(
     seed = check_int("seed", seed, minimum=0)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got {type(strategy).__name__}")
+    defence = Defence.parse(defence)
     check_build_args(arch, input_shape=dataset.input_shape, num_classes=dataset.num_classes, defence=defence, weights=weights)
 
     key = cache_key(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, weights=weights)
@@ -149,13 +150,13 @@ def fit_cached(
         # The filter is the model's first layer and has no weights, so training the layers after it on images
         # filtered once gives the same network as filtering every batch of every epoch, at a fraction of the cost
         # for wide median windows. The saved model keeps the filter inside.
-        body = model if defence == "none" else keras.Model(model.layers[1].output, model.output)
+        body = model if defence.is_none else keras.Model(filter_layers(model)[0].output, model.output)
         body.compile(
             optimizer=keras.optimizers.Adam(LEARNING_RATE[arch]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-    x_train, x_test = (apply_defence(defence, x) for x in (dataset.x_train, dataset.x_test))
+    x_train, x_test = (defence.apply(x) for x in (dataset.x_train, dataset.x_test))
     fit = body.fit(
         x_train, dataset.y_train, validation_data=(x_test, dataset.y_test),
         epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose,

@@ -30,12 +30,10 @@ from matplotlib.figure import Figure
 from helpers.attack import targeted_attack
 from helpers.data import Dataset
 from helpers.evaluate import AttackSummary, clean_accuracy, predict_logits, random_targets
-from helpers.filters import apply_defence, defence_grid, defence_label, defence_parameter
+from helpers.filters import Defence, filter_kind, study_grid
 from helpers.plots import show_image, softmax, to_png
-from helpers.validate import check_choice, check_float, check_images, check_int, check_labels
+from helpers.validate import check_float, check_images, check_int, check_labels
 
-KINDS = ("gaussian", "median")
-SYMBOL = {"gaussian": "σ", "median": "s"}
 PANEL_CLASS = "panel-value"
 STATIC_CLASS = "static-slider"
 LIVE_CLASS = "live-slider"
@@ -80,25 +78,19 @@ class LiveSlider:
 
 
 def grid_specs(kind: str, values: Sequence[float]) -> list[str]:
-    """Defence specs of one filter family: ``grid_specs("gaussian", [0, 1.5])`` → ['none', 'gaussian:1.5']."""
-    kind = check_choice("kind", kind, KINDS)
+    """Defence specs of one filter kind: ``grid_specs("gaussian", [0, 1.5])`` → ['none', 'gaussian:1.5']."""
+    spec = filter_kind(kind)
     if not isinstance(values, (list, tuple)) or not values:
-        raise TypeError(f"values: expected a non-empty list of {SYMBOL[kind]} values, got {values!r}")
-    specs = defence_grid(values, []) if kind == "gaussian" else defence_grid([], values)
-    return sorted(specs, key=lambda spec: spec_value(spec, kind=kind))
+        raise TypeError(f"values: expected a non-empty list of {spec.symbol} values, got {values!r}")
+    return [str(d) for d in sorted(study_grid({kind: values}), key=lambda d: d.slider_value(kind))]
 
 
-def spec_value(spec: str, *, kind: str) -> float:
-    """The slider value of a spec: σ (0 for 'none') or the median window (1 for 'none')."""
-    kind = check_choice("kind", kind, KINDS)
-    if spec == "none":
-        return 0.0 if kind == "gaussian" else 1.0
-    if not spec.startswith(kind + ":"):
-        raise ValueError(f"spec: {spec!r} is not a {kind} filter")
-    return defence_parameter(spec)
+def spec_value(spec: str | Defence, *, kind: str) -> float:
+    """The slider value of a spec: its parameter, or the kind's identity value (σ 0, window 1) for 'none'."""
+    return Defence.parse(spec).slider_value(kind)
 
 
-def value_label(spec: str, *, kind: str) -> str:
+def value_label(spec: str | Defence, *, kind: str) -> str:
     """The slider's label of a spec: '1.5' for 'gaussian:1.5', '0' for 'none' (σ), '1' for 'none' (median)."""
     return f"{spec_value(spec, kind=kind):g}"
 
@@ -165,7 +157,7 @@ def blur_panels(
     *undefended* ``model``), both blurred with that filter, with the undefended model's prediction and
     confidence and each example's ‖δ‖₂; the caption gives the rows' accuracy and restored shares.
     """
-    kind = check_choice("kind", kind, KINDS)
+    symbol = filter_kind(kind).symbol
     n_show = check_int("n_show", n_show, minimum=1)
     dpi = check_int("dpi", dpi, minimum=20, maximum=300)
     if not isinstance(transfer, (list, tuple)) or not transfer:
@@ -183,10 +175,9 @@ def blur_panels(
     n = min(n_show, len(images))
     panels = []
     for row in sorted(transfer, key=lambda r: spec_value(str(r["defence"]), kind=kind)):
-        spec = str(row["defence"])
-        value = value_label(spec, kind=kind)
-        clean = apply_defence(spec, images[:n])
-        adv = apply_defence(spec, adversarial[:n])
+        defence = Defence.parse(str(row["defence"]))
+        value = value_label(defence, kind=kind)
+        clean, adv = defence.apply(images[:n]), defence.apply(adversarial[:n])
         p_clean, p_adv = softmax(predict_logits(model, clean)), softmax(predict_logits(model, adv))
         fig = Figure(figsize=(1.55 * n + 0.5, 3.6), layout="constrained")
         axes = fig.subplots(2, n, squeeze=False)
@@ -208,7 +199,7 @@ def blur_panels(
             f"{_percent(float(row['still_target']))} still the attack's target.",
             "Colours: green = true label, red = the attack's target, orange = another class.",
         ]
-        name = f"{SYMBOL[kind]} = {value}" + (" (no filter)" if spec == "none" else "")
+        name = f"{symbol} = {value}" + (" (no filter)" if defence.is_none else "")
         panels.append(Panel(value=value, html=caption(name, value, lines), png=to_png(fig, dpi=dpi)))
     return panels
 
@@ -245,7 +236,7 @@ def defended_panels(
     panels = []
     for spec, (model, summary) in attacks.items():
         picked = common if len(common) == n_show else sorted(successes[spec])[:n_show]
-        value = defence_label(spec)
+        value = Defence.parse(spec).label
         lines = [
             f"Clean test accuracy {_percent(accuracy[spec])}; the attack reached its target on "
             f"{_percent(summary.success_rate)} of {summary.n_attacked} images, mean ‖δ‖₂ = {summary.mean_l2:.2f}.",
@@ -296,7 +287,7 @@ def live_slider(
 
     if not isinstance(data, Dataset):
         raise TypeError(f"data: expected a helpers.data.Dataset, got {type(data).__name__}")
-    kind = check_choice("kind", kind, KINDS)
+    filter_spec = filter_kind(kind)
     specs = grid_specs(kind, grid)
     n_show = check_int("n_show", n_show, minimum=1, maximum=len(data.x_test))
     step = check_float("step", step, minimum=0.0, strict_minimum=True)
@@ -305,10 +296,13 @@ def live_slider(
     images, labels = data.x_test[:n_show], data.y_test[:n_show]
     targets = random_targets(labels, num_classes=data.num_classes, seed=seed)
     top = max(spec_value(s, kind=kind) for s in specs)
-    if kind == "gaussian":
-        slider = widgets.FloatSlider(value=0.0, min=0.0, max=max(top, 0.1), step=0.1, description="σ", continuous_update=False)
+    low, step_size = filter_spec.identity, filter_spec.slider_step
+    if float(step_size).is_integer():
+        slider = widgets.IntSlider(value=int(low), min=int(low), max=max(int(top), int(low + step_size)), step=int(step_size),
+                                   description=filter_spec.symbol, continuous_update=False)
     else:
-        slider = widgets.IntSlider(value=1, min=1, max=max(int(top), 3), step=2, description="s", continuous_update=False)
+        slider = widgets.FloatSlider(value=low, min=low, max=max(top, low + step_size), step=step_size,
+                                     description=filter_spec.symbol, continuous_update=False)
     caption_widget = widgets.HTML("<i>Move the slider: each position blurs, predicts and attacks in the kernel.</i>")
     image_widget = widgets.Image(format="png")
     models: dict[str, keras.Model] = {}
@@ -323,13 +317,13 @@ def live_slider(
 
     def update(value: float) -> dict[str, Any]:
         value = check_float("value", value, minimum=0.0, maximum=64.0)
-        if kind == "median" and (value != int(value) or int(value) % 2 == 0):
-            raise ValueError(f"value: the median window must be a positive odd integer, got {value:g}")
-        exact = ("none" if value == 0 else f"gaussian:{value:g}") if kind == "gaussian" else (
-            "none" if value == 1 else f"median:{int(value)}")
+        try:
+            exact = Defence.of(kind, value)
+        except ValueError as error:
+            raise ValueError(f"value: {str(error).removeprefix('defence: ')}") from None
         spec = nearest_spec(value, specs, kind=kind)
         model = model_for(spec)
-        blurred = apply_defence(exact, images)
+        blurred = exact.apply(images)
         probs = softmax(predict_logits(model, images))
         attack = targeted_attack(model, images, targets, step=step, max_steps=max_steps, progress=False)
         probs_adv = softmax(predict_logits(model, attack.adversarial))
@@ -348,11 +342,11 @@ def live_slider(
             "blurred": blurred,
             "adversarial": attack.adversarial,
         }
-        fig = _live_figure(panel, images, data.class_names, symbol=SYMBOL[kind])
+        fig = _live_figure(panel, images, data.class_names, symbol=filter_spec.symbol)
         panel["png"] = to_png(fig, dpi=dpi)
-        panel["html"] = caption(f"{SYMBOL[kind]} = {value:g}", f"{value:g}", [
-            f"Defended model: the nearest trained filter, {defence_label(spec)} (clean test accuracy "
-            f"{_percent(accuracies[spec])}). Left: the images blurred with {SYMBOL[kind]} = {value:g}; "
+        panel["html"] = caption(f"{filter_spec.symbol} = {value:g}", f"{value:g}", [
+            f"Defended model: the nearest trained filter, {Defence.parse(spec).label} (clean test accuracy "
+            f"{_percent(accuracies[spec])}). Left: the images blurred with {filter_spec.symbol} = {value:g}; "
             "the model applies its own filter to the raw images.",
             f"Attack ({step:g} per step, at most {max_steps} steps): reached the target on "
             f"{int(attack.success.sum())} of {n_show}, ‖δ‖₂ = " + ", ".join(f"{d:.2f}" for d in attack.l2) + ".",

@@ -1,0 +1,252 @@
+"""Every file the notebooks hand to each other under ``data/results/``, named once, with typed readers and writers.
+
+A chapter never spells a path: it writes ``results.SCORES.write(rows)`` and a later chapter reads
+``results.SCORES.read()``, getting numbers back as numbers and booleans as booleans. Each CSV file declares its
+columns and their types here, so a file written by an older or newer version of the book (a column missing,
+renamed or added) fails on reading with one line naming the file and the column, instead of a ``KeyError``
+three cells later. JSON documents declare their top-level keys, ``.npz`` files their arrays.
+
+The folder is ``data/results`` under the working directory (the notebooks run from the repository root);
+set ``BOOK_RESULTS_DIR`` to use another one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from helpers import io
+
+STALE = "written by another version of the book; rerun `make book`"
+
+
+def results_dir() -> Path:
+    """The results folder: ``$BOOK_RESULTS_DIR`` or ``data/results``."""
+    return Path(os.environ.get("BOOK_RESULTS_DIR", "data/results"))
+
+
+class StaleResultsError(ValueError):
+    """A results file that does not have the layout this version of the book expects."""
+
+
+def _parse(text: str, kind: type, *, where: str) -> Any:
+    if kind is str:
+        return text
+    try:
+        if kind is bool:
+            if text not in ("True", "False"):
+                raise ValueError
+            return text == "True"
+        if kind is int:
+            return int(text)
+        return float(text)
+    except ValueError:
+        raise StaleResultsError(f"{where}: expected {kind.__name__}, got {text!r} ({STALE})") from None
+
+
+def _coerce(value: Any, kind: type, *, where: str) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or kind is str:
+        return "" if value is None else str(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected a boolean, got {type(value).__name__} {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise TypeError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(value, bool):
+        raise TypeError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A CSV results file: its name, what it holds, and its columns in order with their types."""
+
+    name: str
+    description: str
+    columns: tuple[tuple[str, type], ...]
+
+    @property
+    def path(self) -> Path:
+        return results_dir() / self.name
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    def write(self, rows: Iterable[Mapping[str, Any]]) -> Path:
+        """Write ``rows`` (dicts with exactly the declared columns) atomically; returns the path."""
+        rows = [dict(r) for r in rows]
+        wanted = self.column_names
+        out = []
+        for i, row in enumerate(rows):
+            extra, missing = sorted(set(row) - set(wanted)), [c for c in wanted if c not in row]
+            if extra or missing:
+                what = f"unknown column {extra[0]!r}" if extra else f"column {missing[0]!r} missing"
+                raise ValueError(f"rows: {self.name} row {i}: {what}; columns: {', '.join(wanted)}")
+            out.append({c: _coerce(row[c], kind, where=f"rows: {self.name} column {c!r}") for c, kind in self.columns})
+        return io.write_csv(out, self.path)
+
+    def read(self) -> list[dict[str, Any]]:
+        """The rows, typed; one-line :class:`StaleResultsError` naming the file and column if the layout differs."""
+        path = self.path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not written yet; run the chapter that writes it first (make book)")
+        with open(path, newline="") as handle:
+            header = handle.readline().rstrip("\n").split(",")
+        wanted = self.column_names
+        if header != wanted:
+            missing = [c for c in wanted if c not in header]
+            extra = [c for c in header if c not in wanted]
+            what = f"column {missing[0]!r} missing" if missing else f"unknown column {extra[0]!r}" if extra else "columns in another order"
+            raise StaleResultsError(f"{path}: {what} ({STALE})")
+        return [
+            {c: _parse(row[c], kind, where=f"{path} column {c!r}") for c, kind in self.columns}
+            for row in io.read_csv(path)
+        ]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A JSON results file and the top-level keys it must have."""
+
+    name: str
+    description: str
+    keys: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        return results_dir() / self.name
+
+    def write(self, document: Mapping[str, Any]) -> Path:
+        missing = [k for k in self.keys if k not in document]
+        if missing:
+            raise ValueError(f"document: {self.name} needs the key {missing[0]!r}")
+        return io.write_json(document, self.path)
+
+    def read(self) -> dict[str, Any]:
+        path = self.path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not written yet; run the chapter that writes it first (make book)")
+        document = io.read_json(path)
+        missing = [k for k in self.keys if not isinstance(document, dict) or k not in document]
+        if missing:
+            raise StaleResultsError(f"{path}: key {missing[0]!r} missing ({STALE})")
+        return document
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """An ``.npz`` results file (no pickled objects) and the arrays it must hold (``()``: any)."""
+
+    name: str
+    description: str
+    arrays: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return results_dir() / self.name
+
+    def write(self, **arrays: np.ndarray) -> Path:
+        missing = [k for k in self.arrays if k not in arrays]
+        if missing:
+            raise ValueError(f"arrays: {self.name} needs the array {missing[0]!r}")
+        return io.write_npz(self.path, **arrays)
+
+    def read(self) -> dict[str, np.ndarray]:
+        path = self.path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not written yet; run the chapter that writes it first (make book)")
+        arrays = io.read_npz(path)
+        missing = [k for k in self.arrays if k not in arrays]
+        if missing:
+            raise StaleResultsError(f"{path}: array {missing[0]!r} missing ({STALE})")
+        return arrays
+
+
+def _columns(spec: str) -> tuple[tuple[str, type], ...]:
+    """``"model:str n:int"`` → (("model", str), ("n", int))."""
+    types = {"str": str, "int": int, "float": float, "bool": bool}
+    return tuple((name, types[kind]) for name, kind in (item.split(":") for item in spec.split()))
+
+
+_SUMMARY = "n_attacked:int success_rate:float mean_l2:float median_l2:float mean_steps:float stalled:int"
+
+# -- chapter 1: the attack
+ATTACK = Table("attack.csv", "clean accuracy and the paper's attack per architecture (chapter 1)", _columns(
+    f"model:str dataset:str image_size:int clean_accuracy:float {_SUMMARY} median_rms:float"))
+ADVERSARIAL = Arrays("mnist_adversarial.npz", "the attacked digits of chapter 1 and their adversarial versions",
+                     ("images", "labels", "targets", "adversarial", "success", "l2"))
+ATTACK_CLAIMS = Document("attack_claims.json", "the verdict on C2 (chapter 1)", ("C2",))
+
+# -- chapters 2 and 3: blurring adversarial digits after the fact (one file per filter kind)
+
+
+def transfer_table(kind: str) -> Table:
+    """Chapter 2/3's table for one filter kind: the undefended model on blurred clean and adversarial digits."""
+    from helpers.filters import filter_kind
+
+    spec = filter_kind(kind)
+    return Table(f"{spec.name}_transfer.csv", f"undefended model on {spec.title} filtered digits (chapters 2–3)", _columns(
+        f"defence:str label:str clean_accuracy:float still_target:float restored:float {spec.parameter_name}:float"))
+
+
+# -- chapter 4: training
+TRAINING = Table("training.csv", "one row per defended model and training seed (chapter 4)", _columns(
+    "defence:str label:str seed:int clean_accuracy:float train_accuracy:float model_file:str"))
+
+# -- chapter 5: the paper's score
+SCORES = Table("results.csv", "the paper's score per filter (chapter 5)", _columns(
+    f"defence:str label:str kind:str parameter:float clean_accuracy:float accuracy_std:float n_seeds:int {_SUMMARY} "
+    "mean_l2_lo:float mean_l2_hi:float score:float score_lo:float score_hi:float"))
+SCORE_DISTANCES = Arrays("results_l2.npz", "‖δ‖₂ of every successful attack per filter (chapter 5)")
+PAPER_CLAIMS = Document("paper_claims.json", "best filters and the verdicts on C3–C5 (chapter 5)",
+                        ("best_defence", "claims"))
+
+# -- chapter 6: adaptive attacks
+ROBUSTNESS = Table("robustness.csv", "robust accuracy per model, attack and budget (chapter 6)", _columns(
+    "model:str attack:str budget:float accuracy:float low:float high:float n:int label:str"))
+SANITY = Table("sanity.csv", "the sanity checks of the fixed-budget evaluation (chapter 6)", _columns(
+    "check:str scope:str measured:str passed:bool"))
+TRANSFER_DEFENDED = Table("transfer_defended.csv", "chapter 1's adversarial digits fed to the defended models (chapter 6)",
+                          _columns("model:str still_target:float correct:float"))
+ADAPTIVE_PAPER_ATTACK = Table("adaptive_paper_attack.csv", "the paper's attack with exact and BPDA gradients (chapter 6)", _columns(
+    f"model:str defence:str gradient:str {_SUMMARY} median_l2_lo:float median_l2_hi:float"))
+ADAPTIVE_CLAIMS = Document("adaptive_claims.json", "the verdict on C6 and what it relied on (chapter 6)",
+                           ("C6", "sanity", "models", "reference_budget"))
+VERDICTS = Table("verdicts.csv", "one row per claim C1–C6 (chapter 6)", _columns("claim:str verdict:str evidence:str"))
+
+# -- chapter 7 and the book runner
+BENCHMARK = Document("benchmark.json", "the performance chapter's measurements (chapter 7)", ("profile", "goals"))
+RUN_LOG = Document("run_log.json", "wall time and peak memory of each notebook run (book runner)", ("profile", "notebooks"))
+PROVENANCE = Document("provenance.json", "for every results file: notebook, parameters, versions, SHA-256 (book runner)", ())
+
+
+def known_files() -> dict[str, Table | Document | Arrays]:
+    """Every results file by name (the per-kind transfer tables included)."""
+    from helpers.filters import FILTER_KINDS
+
+    files = [v for v in globals().values() if isinstance(v, (Table, Document, Arrays))]
+    files += [transfer_table(kind) for kind in FILTER_KINDS]
+    return {f.name: f for f in files}
+
+
+def listing() -> list[dict[str, Any]]:
+    """The files present in the results folder: name, what it holds, size and SHA-256."""
+    known = known_files()
+    rows = []
+    for path in sorted(p for p in results_dir().glob("*") if p.is_file() and not p.name.startswith(".")):
+        entry = known.get(path.name)
+        rows.append({"file": path.name, "holds": entry.description if entry else "—", "bytes": path.stat().st_size,
+                     "sha256": io.file_sha256(path)})
+    return rows
+

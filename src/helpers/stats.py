@@ -1,0 +1,85 @@
+"""Bootstrap statistics shared by every chapter: intervals of a statistic, of accuracy curves, of paired
+differences. Percentile intervals; resampling is seeded, so a rerun gives the same interval."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from helpers.validate import check_float, check_int
+
+
+def bootstrap_ci(
+    values: np.ndarray, *, statistic: Callable = np.mean, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic`` over the examples in ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    n_resamples = check_int("n_resamples", n_resamples, minimum=10)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(n_resamples)])
+    alpha = (1 - level) / 2
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+
+
+def format_ci(value: float, ci: tuple[float, float], *, digits: int = 2) -> str:
+    """'2.31 [2.20, 2.43]'."""
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def accuracy_curve_ci(
+    correct: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy at each budget and its percentile bootstrap interval, resampling images (rows of ``correct``: budgets).
+
+    The same resampled images are used at every budget, so the band is that of the whole curve's sample.
+    """
+    correct = _check_correct("correct", correct)
+    draws = _resampled_means(correct, n_resamples=n_resamples, seed=seed)
+    return correct.mean(axis=1), *_percentiles(draws, level)
+
+
+def difference_curve_ci(
+    correct_a: np.ndarray, correct_b: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy of ``a`` minus accuracy of ``b`` at each budget, with a *paired* bootstrap interval.
+
+    Both arrays must hold the same images in the same order (e.g. one defended and one undefended model).
+    """
+    correct_a = _check_correct("correct_a", correct_a)
+    correct_b = _check_correct("correct_b", correct_b)
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(f"correct_b: shape {correct_b.shape} differs from correct_a's {correct_a.shape}; pair the same images")
+    diff = correct_a.astype(np.float64) - correct_b.astype(np.float64)
+    draws = _resampled_means(diff, n_resamples=n_resamples, seed=seed)
+    return diff.mean(axis=1), *_percentiles(draws, level)
+
+
+def _check_correct(name: str, correct) -> np.ndarray:
+    array = np.asarray(correct)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ValueError(f"{name}: expected a (budgets, images) array of flags, got shape {array.shape}")
+    if array.dtype != bool:
+        raise TypeError(f"{name}: expected boolean flags, got dtype {array.dtype}")
+    return array
+
+
+def _resampled_means(values: np.ndarray, *, n_resamples: int, seed: int) -> np.ndarray:
+    n_resamples = check_int("n_resamples", n_resamples, minimum=10)
+    seed = check_int("seed", seed, minimum=0)
+    n = values.shape[1]
+    picks = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    # counts[r, i]: how often image i is drawn in resample r; means = counts @ values.T / n.
+    counts = np.zeros((n_resamples, n))
+    np.add.at(counts, (np.repeat(np.arange(n_resamples), n), picks.ravel()), 1.0)
+    return counts @ values.T.astype(np.float64) / n  # (n_resamples, B)
+
+
+def _percentiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    level = check_float("level", level, minimum=0.0, maximum=1.0, strict_minimum=True)
+    alpha = (1 - level) / 2
+    return np.quantile(draws, alpha, axis=0), np.quantile(draws, 1 - alpha, axis=0)
