@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,13 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from helpers.io import file_sha256, read_json, write_json  # noqa: E402
-from helpers.profiles import NOTEBOOKS, profile_parameters  # noqa: E402
+from helpers import (
+    io,  # noqa: E402
+    results,  # noqa: E402
+)
+from helpers.io import file_sha256  # noqa: E402
+from helpers.profiles import NOTEBOOKS, parameters_cell, profile_parameters  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "executed"
-RUN_LOG = ROOT / "data" / "results" / "run_log.json"
-PROVENANCE = ROOT / "data" / "results" / "provenance.json"
 
 
 def notebook_parameters(path: Path) -> list[str]:
@@ -42,6 +45,22 @@ def notebook_parameters(path: Path) -> list[str]:
         if sep and name.strip().isidentifier() and not line.startswith((" ", "#")):
             names.append(name.strip())
     return names
+
+
+def sync_parameter_cells() -> list[str]:
+    """Rewrite every notebook's ``parameters`` cell from the declared defaults; returns the notebooks changed."""
+    changed = []
+    for name in NOTEBOOKS:
+        path = SOURCE / f"{name}.ipynb"
+        nb = json.loads(path.read_text())
+        cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        text = parameters_cell(notebook_parameters(path))
+        if "".join(cell["source"]) != text:
+            lines = text.split("\n")
+            cell["source"] = [line + "\n" for line in lines[:-1]] + lines[-1:]
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(name)
+    return changed
 
 
 def helpers_digest() -> str:
@@ -80,11 +99,11 @@ def record_provenance(name: str, params: dict, since: float) -> None:
     """Note, for every results file a notebook (re)wrote, the notebook, its parameters, versions and SHA-256."""
     from helpers.train import package_versions
 
-    provenance = read_json(PROVENANCE) if PROVENANCE.exists() else {}
-    for path in sorted(RUN_LOG.parent.glob("*")):
-        if path.is_file() and path not in (RUN_LOG, PROVENANCE) and path.stat().st_mtime >= since:
+    provenance = results.PROVENANCE.read() if results.PROVENANCE.path.exists() else {}
+    for path in sorted(results.results_dir().glob("*")):
+        if path.is_file() and path.name not in (results.RUN_LOG.name, results.PROVENANCE.name) and path.stat().st_mtime >= since:
             provenance[path.name] = {"notebook": name, "parameters": params, "versions": package_versions(), "sha256": file_sha256(path)}
-    write_json(provenance, PROVENANCE)
+    results.PROVENANCE.write(provenance)
 
 
 def notebook_environment() -> dict[str, str]:
@@ -96,18 +115,48 @@ def notebook_environment() -> dict[str, str]:
     return {"TF_ENABLE_ONEDNN_OPTS": "1"} | os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
 
 
+# Lines a notebook's kernel prints that are not the runner's business: TensorFlow's C++ log (absl), papermill's
+# banner and the kernel's transport warning. They go to book/executed/NAME.log; the terminal shows progress.
+NOISE = re.compile(
+    r"^([IWEF]\d{4} |WARNING: All log messages before absl|Input Notebook:|Output Notebook:|Working directory:|"
+    r"Executing notebook with kernel|\[IPKernelApp\] WARNING \| Kernel is running over TCP|Executing:|"
+    r"To enable the following instructions|.*rebuild TensorFlow with the appropriate compiler flags)"
+)
+PROGRESS = re.compile(r"Executing:.*?(\d+)/(\d+)")
+
+
 def run_notebook(name: str, params: dict) -> tuple[float, float]:
-    """Execute one notebook with papermill in a child process; returns (seconds, peak MiB)."""
+    """Execute one notebook with papermill in a child process; returns (seconds, peak MiB).
+
+    The child's output goes to ``book/executed/NAME.log``; the terminal shows a cell counter and, if the run
+    fails, the end of that log without TensorFlow's C++ log lines."""
     source, target = SOURCE / f"{name}.ipynb", EXECUTED / f"{name}.ipynb"
-    cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(ROOT), "-k", "python3", "--no-progress-bar"]
+    log_path = target.with_suffix(".log")
+    cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(ROOT), "-k", "python3"]
     for key, value in params.items():
         cmd += ["-y", json.dumps({key: value})]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=notebook_environment())
-    _, status, usage = os.wait4(proc.pid, 0)
+    interactive = sys.stdout.isatty()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=notebook_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        pending = b""
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            log.write(chunk)
+            pending += chunk
+            *lines, pending = re.split(rb"[\r\n]", pending)
+            for line in lines:
+                match = PROGRESS.search(line.decode(errors="replace"))
+                if match and interactive:
+                    print(f"\r  cell {match[1]}/{match[2]}  {time.perf_counter() - start:4.0f} s", end="", flush=True)
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
+    if interactive:
+        print("\r" + " " * 40 + "\r", end="", flush=True)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{name}: papermill failed (see the error above); the executed copy is in {target.relative_to(ROOT)}")
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip() and not NOISE.match(line)]
+        print("\n".join(lines[-40:]), file=sys.stderr)
+        raise SystemExit(f"{name}: papermill failed (above: the end of {log_path.relative_to(ROOT)}); "
+                         f"the executed copy is in {target.relative_to(ROOT)}")
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -119,7 +168,12 @@ def main() -> None:
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter (JSON value)")
     parser.add_argument("--force", action="store_true", help="re-execute even if nothing changed")
     parser.add_argument("--no-build", action="store_true", help="only run the notebooks")
+    parser.add_argument("--sync-parameters", action="store_true",
+                        help="rewrite the notebooks' parameters cells from helpers.profiles.PARAMETERS and exit")
     args = parser.parse_args()
+    if args.sync_parameters:
+        print("rewrote: " + (", ".join(sync_parameter_cells()) or "nothing (all in step)"))
+        return
 
     try:
         params = profile_parameters(args.profile, data_dir=args.data)
@@ -137,7 +191,8 @@ def main() -> None:
         raise SystemExit(f"error: --only {unknown[0]}: unknown notebook; known: {', '.join(NOTEBOOKS)}")
 
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    log = read_json(RUN_LOG) if RUN_LOG.exists() else {}
+    os.chdir(ROOT)  # the results folder is relative to the repository root, as in the notebooks
+    log = io.read_json(results.RUN_LOG.path) if results.RUN_LOG.path.exists() else {}
     by_profile = log.get("by_profile", {})  # every profile's latest timings, for the performance chapter
     if log.get("profile"):
         by_profile[log["profile"]] = log.get("notebooks", {})
@@ -158,7 +213,7 @@ def main() -> None:
             record_provenance(name, wanted, started)
             finalise(target, stamp)
             log["notebooks"][name] = {"seconds": round(seconds, 1), "peak_mib": round(peak, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-            write_json(log, RUN_LOG)
+            results.RUN_LOG.write(log)
             print(f"  done in {seconds:.0f} s, peak {peak:.0f} MiB", flush=True)
         elif not target.exists():
             raise SystemExit(f"{name}: no executed copy yet; run without --only first")

@@ -22,7 +22,7 @@ import tensorflow as tf
 from helpers.attack import loss_and_gradient
 from helpers.engine import check_classifier, check_model_images, compiled, forward_function, l2_distances, l2_norms
 from helpers.evaluate import predict_logits
-from helpers.filters import filter_layers, is_filter_layer
+from helpers.filters import FILTER_KINDS, filter_layers, is_filter_layer
 from helpers.stats import accuracy_curve_ci, difference_curve_ci
 from helpers.validate import check_float, check_int, check_labels
 
@@ -376,7 +376,8 @@ def models_under_test(evaluated, claims) -> dict[str, str]:
     picks = [("none", "no defence")]
     if "gaussian:1.5" in evaluated:
         picks.append(("gaussian:1.5", "the paper's choice"))
-    for key, role in (("best_gaussian", "best Gaussian of chapter 5"), ("best_median", "best median of chapter 5")):
+    for kind in FILTER_KINDS.values():
+        key, role = f"best_{kind.name}", f"best {kind.title} of chapter 5"
         spec = claims.get(key)
         if spec:
             picks.append((str(spec), role))

@@ -1,13 +1,19 @@
-"""Run profiles: the parameter sets that papermill injects into the notebooks.
+"""Every notebook parameter, declared once: its check and its value in each run profile.
 
-Each notebook declares the parameters it uses in its ``parameters`` cell (with the ``default`` profile's
-values); the book runner injects the matching subset of the chosen profile. Override any of them for one
-run with papermill's ``-p NAME VALUE``.
+:data:`PARAMETERS` is the one table. The profiles that papermill injects (:data:`PROFILES`), the checks a
+notebook runs in its first code cell (:func:`helpers.notebook.check_parameters`) and the notebooks' own
+``parameters`` cells (:func:`parameters_cell`, kept in step by ``scripts/run_book.py --sync-parameters`` and
+checked by a test) all derive from it. Override any parameter for one run with papermill's ``-p NAME VALUE``.
 """
 
 from __future__ import annotations
 
-from helpers.validate import check_choice
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from helpers.validate import check_choice, check_float, check_int
 
 NOTEBOOKS = (
     "01_attack",
@@ -20,110 +26,205 @@ NOTEBOOKS = (
     "08_conclusion",
     "09_reproducibility",
 )
+PROFILE_NAMES = ("quick", "default", "paper")
+_SAME = object()
 
-_DEFAULT = {
-    "profile": "default",
-    "seed": 0,
+
+@dataclass(frozen=True)
+class Parameter:
+    """One notebook parameter: its check (raises a one-line error naming it) and its value per profile."""
+
+    name: str
+    check: Callable[[Any], Any]
+    default: Any
+    quick: Any = _SAME
+    paper: Any = _SAME
+    shown: bool = False  # listed in each chapter's "run settings" line
+
+    def value(self, profile: str) -> Any:
+        value = getattr(self, profile) if profile != "default" else self.default
+        return self.default if value is _SAME else value
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _dataset(name: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        from helpers.data import KNOWN_DATASETS
+
+        if not isinstance(value, str):
+            raise TypeError(f"{name}: expected a data set name, one of {', '.join(KNOWN_DATASETS)}; got {type(value).__name__}")
+        if value not in ("mnist", "shapes", "digits") and not value.startswith("folder:"):
+            raise ValueError(f"{name}: unknown data set {value!r}; known: {', '.join(KNOWN_DATASETS)}")
+
+    return check
+
+
+def _integer(name: str, *, minimum: int | None = None, optional: bool = False) -> Callable[[Any], Any]:
+    return lambda v: None if optional and v is None else check_int(name, v, minimum=minimum)
+
+
+def _list(name: str, item: Callable[[Any], Any]) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise TypeError(f"{name}: expected a non-empty list, got {value!r}")
+        for element in value:
+            item(element)
+
+    return check
+
+
+def _boolean(name: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: expected true or false, got {value!r}")
+
+    return check
+
+
+def _architecture(name: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        from helpers.models import ARCHITECTURES
+
+        return check_choice(name, value, ARCHITECTURES)
+
+    return check
+
+
+def _window(value: Any) -> None:
+    from helpers.filters import Defence
+
+    try:
+        Defence.of("median", check_int("windows", value, minimum=1))
+    except ValueError as error:
+        raise ValueError(f"windows: {str(error).removeprefix('defence: ')}") from None
+
+
+def _inception_size(value: Any) -> None:
+    from helpers.models import MIN_IMAGE_SIZE
+
+    check_int("bench_inception_size", value, minimum=MIN_IMAGE_SIZE["inception_v3"])
+
+
+def _image_sizes(value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"arch_image_sizes: expected a mapping from architecture to size, got {value!r}")
+
+
+def _weights(value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"arch_weights: expected null, \"imagenet\" or a file path, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------- the table
+
+P = Parameter
+PARAMETERS: tuple[Parameter, ...] = (
+    P("profile", lambda v: check_choice("profile", v, PROFILE_NAMES), "default", "quick", "paper", shown=True),
+    P("seed", _integer("seed", minimum=0), 0),
     # The defence study (paper section 3): one architecture, one data set, a grid of filters.
-    "study_dataset": "mnist",
-    "study_image_size": None,
-    "study_n_images": None,
-    "study_arch": "small_cnn",
-    "epochs": 5,
-    "batch_size": 64,
-    "sigmas": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
-    "windows": [3, 5, 7],
-    "train_seeds": [0, 1, 2],
+    P("study_dataset", _dataset("study_dataset"), "mnist", paper="folder:DATA", shown=True),
+    P("study_image_size", _integer("study_image_size", minimum=8, optional=True), None, paper=299),
+    P("study_n_images", _integer("study_n_images", minimum=10, optional=True), None, quick=1500),
+    P("study_arch", _architecture("study_arch"), "small_cnn", paper="inception_v3", shown=True),
+    P("epochs", _integer("epochs", minimum=1), 5, quick=2, paper=10, shown=True),
+    P("batch_size", _integer("batch_size", minimum=1), 64),
+    P("sigmas", _list("sigmas", lambda s: check_float("sigmas", s, minimum=0.0, maximum=64.0)),
+      [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0], quick=[0.0, 1.5, 3.0], shown=True),
+    P("windows", _list("windows", _window), [3, 5, 7], quick=[3], shown=True),
+    P("train_seeds", _list("train_seeds", lambda s: check_int("train_seeds", s, minimum=0)), [0, 1, 2], quick=[0], paper=[0],
+      shown=True),
     # The attack (paper section 2).
-    "step": 0.1,
-    "max_steps": 1000,
-    "n_attack": 500,
+    P("step", lambda v: check_float("step", v, minimum=0.0, strict_minimum=True), 0.1, shown=True),
+    P("max_steps", _integer("max_steps", minimum=1), 1000, quick=300, shown=True),
+    P("n_attack", _integer("n_attack", minimum=1), 500, quick=40, shown=True),
     # The paper's three architectures, trained from scratch on MNIST digits upsampled to their input sizes
     # (on generated shapes they stayed at chance within a CPU budget; "shapes" remains a choice).
-    "arch_dataset": "mnist",
-    "arch_list": ["inception_v3", "vgg16", "resnet50"],
-    "arch_image_sizes": {"inception_v3": 75, "vgg16": 32, "resnet50": 32},
-    "arch_n_images": 1200,
-    "arch_epochs": 2,
-    "arch_batch_size": 32,
-    "arch_weights": None,
-    "arch_n_attack": 50,
-    "arch_max_steps": 150,
+    P("arch_dataset", _dataset("arch_dataset"), "mnist", paper="folder:DATA"),
+    P("arch_list", _list("arch_list", _architecture("arch_list")), ["inception_v3", "vgg16", "resnet50"], quick=["vgg16"],
+      shown=True),
+    P("arch_image_sizes", _image_sizes, {"inception_v3": 75, "vgg16": 32, "resnet50": 32},
+      paper={"inception_v3": 299, "vgg16": 224, "resnet50": 224}),
+    P("arch_n_images", _integer("arch_n_images", minimum=10, optional=True), 1200, quick=150, paper=None),
+    P("arch_epochs", _integer("arch_epochs", minimum=1), 2, quick=1),
+    P("arch_batch_size", _integer("arch_batch_size", minimum=1), 32, paper=64),
+    P("arch_weights", _weights, None, paper="imagenet"),
+    P("arch_n_attack", _integer("arch_n_attack", minimum=1), 50, quick=4, paper=100),
+    P("arch_max_steps", _integer("arch_max_steps", minimum=1), 150, quick=50, paper=1000),
     # Beyond the paper: adaptive attacks and robustness curves.
-    "budgets": [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
-    "pgd_steps": 20,
-    "n_adaptive": 200,
-    "n_bootstrap": 1000,
+    P("budgets", _list("budgets", lambda s: check_float("budgets", s, minimum=0.0)),
+      [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], quick=[0.0, 1.0, 2.0, 4.0], shown=True),
+    P("pgd_steps", _integer("pgd_steps", minimum=1), 20, quick=10, shown=True),
+    P("n_adaptive", _integer("n_adaptive", minimum=1), 200, quick=30, shown=True),
+    P("n_bootstrap", _integer("n_bootstrap", minimum=10), 1000, quick=200),
     # Performance (chapter 07): how much each speed measurement runs; medians over bench_repeats rounds.
-    "bench_images": 96,
-    "bench_seed_images": 32,
-    "bench_repeats": 3,
-    "bench_batch_sizes": [4, 16, 64, 256],
-    "bench_inception_size": 75,
-    "bench_inception_batch": 32,
-    "bench_train_batches": 10,
-    "bench_compare_backends": True,
-}
-
-PROFILES: dict[str, dict] = {
-    "default": _DEFAULT,
-    "quick": _DEFAULT
-    | {
-        "profile": "quick",
-        "study_n_images": 1500,
-        "epochs": 2,
-        "sigmas": [0.0, 1.5, 3.0],
-        "windows": [3],
-        "train_seeds": [0],
-        "max_steps": 300,
-        "n_attack": 40,
-        "arch_list": ["vgg16"],
-        "arch_n_images": 150,
-        "arch_epochs": 1,
-        "arch_n_attack": 4,
-        "arch_max_steps": 50,
-        "budgets": [0.0, 1.0, 2.0, 4.0],
-        "pgd_steps": 10,
-        "n_adaptive": 30,
-        "n_bootstrap": 200,
-        "bench_images": 12,
-        "bench_seed_images": 3,
-        "bench_repeats": 1,
-        "bench_batch_sizes": [16, 64],
-        "bench_inception_batch": 4,
-        "bench_train_batches": 3,
-        "bench_compare_backends": False,
-    },
-    # For a GPU and an ImageNet-style folder (make book PROFILE=paper DATA=/path/to/folder).
-    "paper": _DEFAULT
-    | {
-        "profile": "paper",
-        "study_dataset": "folder:DATA",
-        "study_image_size": 299,
-        "study_arch": "inception_v3",
-        "epochs": 10,
-        "sigmas": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
-        "windows": [3, 5, 7],
-        "train_seeds": [0],
-        "n_attack": 500,
-        "arch_dataset": "folder:DATA",
-        "arch_image_sizes": {"inception_v3": 299, "vgg16": 224, "resnet50": 224},
-        "arch_n_images": None,
-        "arch_epochs": 2,
-        "arch_batch_size": 64,
-        "arch_weights": "imagenet",
-        "arch_n_attack": 100,
-        "arch_max_steps": 1000,
-    },
+    P("bench_images", _integer("bench_images", minimum=2), 96, quick=12),
+    P("bench_seed_images", _integer("bench_seed_images", minimum=1), 32, quick=3),
+    P("bench_repeats", _integer("bench_repeats", minimum=1), 3, quick=1),
+    P("bench_batch_sizes", _list("bench_batch_sizes", _integer("bench_batch_sizes", minimum=1)), [4, 16, 64, 256],
+      quick=[16, 64]),
+    P("bench_inception_size", _inception_size, 75),
+    P("bench_inception_batch", _integer("bench_inception_batch", minimum=1), 32, quick=4),
+    P("bench_train_batches", _integer("bench_train_batches", minimum=1), 10, quick=3),
+    P("bench_compare_backends", _boolean("bench_compare_backends"), True, quick=False),
+)
+del P
+BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
+PROFILES: dict[str, dict[str, Any]] = {
+    profile: {p.name: p.value(profile) for p in PARAMETERS} for profile in ("default", "quick", "paper")
 }
 
 
 def profile_parameters(profile: str, *, data_dir: str | None = None) -> dict:
     """The full parameter set of a profile (``paper`` needs ``data_dir``, the ImageNet-style folder)."""
     check_choice("profile", profile, PROFILES)
-    params = dict(PROFILES[profile])
+    params = json.loads(json.dumps(PROFILES[profile]))  # a deep copy
     if profile == "paper":
         if not data_dir:
             raise ValueError("data_dir: the paper profile needs an ImageNet-style folder (make book PROFILE=paper DATA=PATH)")
         params["study_dataset"] = params["arch_dataset"] = f"folder:{data_dir}"
     return params
+
+
+def check_parameters(params: Mapping[str, Any]) -> None:
+    """Run the check of every declared parameter present in ``params`` (a notebook's ``globals()``)."""
+    for parameter in PARAMETERS:
+        if parameter.name in params:
+            parameter.check(params[parameter.name])
+    if "arch_image_sizes" in params:
+        from helpers.models import MIN_IMAGE_SIZE
+
+        sizes = params["arch_image_sizes"]
+        for arch in params.get("arch_list", sizes):
+            if arch not in sizes:
+                raise ValueError(f"arch_image_sizes: no image size given for {arch}")
+            size = check_int("arch_image_sizes", sizes[arch], minimum=8)
+            if size < MIN_IMAGE_SIZE[arch]:
+                raise ValueError(f"arch_image_sizes: {arch} needs at least {MIN_IMAGE_SIZE[arch]} px, got {size}")
+
+
+def shown_parameters() -> list[str]:
+    """The parameters each chapter lists in its run-settings line."""
+    return [p.name for p in PARAMETERS if p.shown]
+
+
+def _literal(value: Any) -> str:
+    """A parameter value as Python source in the notebooks' style (JSON-like, double quotes)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"value: cannot write {type(value).__name__} in a parameters cell")
+
+
+def parameters_cell(names: Sequence[str]) -> str:
+    """The source of a notebook's ``parameters`` cell for ``names``: each with its default-profile value."""
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise ValueError(f"names: {unknown[0]!r} is not a declared parameter (add it to helpers.profiles.PARAMETERS)")
+    return "\n".join(f"{name} = {_literal(BY_NAME[name].default)}" for name in names)
