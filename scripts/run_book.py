@@ -23,11 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from helpers import (
-    io,  # noqa: E402
-    results,  # noqa: E402
-)
-from helpers.io import file_sha256  # noqa: E402
+from helpers import io, results  # noqa: E402, I001
+from helpers.io import file_sha256, package_versions  # noqa: E402
 from helpers.profiles import NOTEBOOKS, parameters_cell, profile_parameters  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
@@ -97,8 +94,6 @@ def finalise(path: Path, stamp: str) -> None:
 
 def record_provenance(name: str, params: dict, since: float) -> None:
     """Note, for every results file a notebook (re)wrote, the notebook, its parameters, versions and SHA-256."""
-    from helpers.train import package_versions
-
     provenance = results.PROVENANCE.read() if results.PROVENANCE.path.exists() else {}
     for path in sorted(results.results_dir().glob("*")):
         if path.is_file() and path.name not in (results.RUN_LOG.name, results.PROVENANCE.name) and path.stat().st_mtime >= since:

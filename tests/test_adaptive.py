@@ -5,9 +5,7 @@ import tensorflow as tf
 
 from helpers.adaptive import (
     StraightThrough,
-    accuracy_curve_ci,
     bpda_model,
-    difference_curve_ci,
     input_gradient,
     models_under_test,
     pgd_l2,
@@ -16,8 +14,9 @@ from helpers.adaptive import (
     transfer_rates,
 )
 from helpers.evaluate import predict_logits
-from helpers.filters import GaussianBlur, MedianFilter
+from helpers.filters import filter_layers, is_filter_layer
 from helpers.models import build_model
+from helpers.stats import accuracy_curve_ci, difference_curve_ci
 
 BUDGETS = [0.0, 0.5, 1.0, 2.0, 4.0]
 
@@ -54,14 +53,14 @@ def test_bpda_forward_is_the_model_and_backward_skips_the_filter(defence):
     np.testing.assert_array_equal(attacker(x).numpy(), model(x).numpy())
     assert any(isinstance(layer, StraightThrough) for layer in attacker.layers)
     # The undefended path: the same layers and weights with the filter replaced by the identity.
-    filtered = np.asarray(model.layers[1](x))
-    rest = keras.models.clone_model(model, clone_function=lambda layer: keras.layers.Identity() if isinstance(layer, (GaussianBlur, MedianFilter)) else layer)
+    filtered = np.asarray(filter_layers(model)[0](x))
+    rest = keras.models.clone_model(model, clone_function=lambda layer: keras.layers.Identity() if is_filter_layer(layer) else layer)
     np.testing.assert_allclose(_gradient(attacker, x), _gradient(rest, filtered), rtol=1e-5, atol=1e-7)
     # ... which is not the exact gradient through the filter.
     assert not np.allclose(_gradient(attacker, x), _gradient(model, x), atol=1e-6)
     # The copy shares the weights and leaves the original model untouched.
     assert {id(w) for w in attacker.weights} == {id(w) for w in model.weights}
-    assert isinstance(model.layers[1], (GaussianBlur, MedianFilter))
+    assert len(filter_layers(model)) == 1
 
 
 def test_bpda_needs_a_defended_keras_model():
@@ -107,8 +106,11 @@ def test_larger_budget_never_raises_accuracy_and_large_budget_breaks_all(pgd):
 def test_batch_size_does_not_change_results(trained, pgd, sample):
     images, labels = sample
     small = pgd_l2(trained.model, images, labels, budgets=BUDGETS, steps=20, batch_size=37)
-    np.testing.assert_array_equal(small.correct, pgd.correct)
-    np.testing.assert_allclose(small.adversarial, pgd.adversarial, atol=5e-3)  # float sums differ with the batch
+    # Float sums differ with the batch width (and across CPUs), so an image right at the boundary may flip: allow
+    # one image per budget; where the flags agree the points found agree up to float drift along 20 steps.
+    assert ((small.correct != pgd.correct).sum(axis=1) <= 1).all()
+    agree = (small.correct == pgd.correct).all(axis=0)
+    np.testing.assert_allclose(small.adversarial[:, agree], pgd.adversarial[:, agree], atol=5e-3)
 
 
 def test_more_steps_never_lower_success(trained, sample):
@@ -213,7 +215,7 @@ def test_robustness_study_attacks_defended_models_twice_and_pairs_images(trained
     assert all(r["low"] <= r["accuracy"] <= r["high"] for r in rows)
     gains = study.gains("none", n_resamples=20)
     assert list(gains) == ["median:3"]
-    np.testing.assert_allclose(gains["median:3"][1], worst.mean(axis=1) - study.worst("none").mean(axis=1))
+    np.testing.assert_allclose(gains["median:3"][1], worst.mean(axis=1) - study.worst("none").mean(axis=1), atol=1e-12)
     with pytest.raises(ValueError, match="reference"):
         study.gains("gaussian:9")
 

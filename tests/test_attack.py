@@ -42,6 +42,7 @@ def test_finished_examples_stop_moving(trained, correct_subset):
     long = targeted_attack(trained.model, images[:40], targets[:40], max_steps=200, progress=False)
     done = short.success
     assert 0 < done.sum() < 40
+    # Exact: up to step 10 both runs compute the same working batch with the same shapes, in the same order.
     np.testing.assert_array_equal(long.adversarial[done], short.adversarial[done])
     np.testing.assert_array_equal(long.steps[done], short.steps[done])
     # An image that is already classified as its target never moves.
@@ -54,9 +55,15 @@ def test_working_batch_size_does_not_change_results(trained, correct_subset):
     images, _, targets = correct_subset
     big = targeted_attack(trained.model, images[:37], targets[:37], batch_size=256, progress=False)
     small = targeted_attack(trained.model, images[:37], targets[:37], batch_size=5, chunk_steps=3, progress=False)
+    # Other batch widths round the convolutions differently (oneDNN picks kernels by shape; AVX-512/AMX CPUs
+    # round differently again), so paths may drift by float noise — never by a whole step of length 0.1. A drift
+    # may at most move an image across its target boundary one step earlier or later.
+    step = 0.1
     np.testing.assert_array_equal(big.success, small.success)
-    np.testing.assert_array_equal(big.steps, small.steps)
-    np.testing.assert_allclose(big.l2, small.l2, atol=1e-5)
+    assert (np.abs(big.steps - small.steps) <= 1).all() and (big.steps == small.steps).mean() >= 0.9
+    same = big.steps == small.steps
+    np.testing.assert_allclose(big.l2[same], small.l2[same], atol=step / 100)
+    np.testing.assert_allclose(big.l2, small.l2, atol=step)
 
 
 def test_zero_gradient_gives_no_nan_and_no_success():

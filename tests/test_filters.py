@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from helpers.filters import GaussianBlur, MedianFilter, apply_defence, defence_label, parse_defence
+from helpers.filters import NONE, Defence, GaussianBlur, MedianFilter, model_defence, study_grid
 
 
 @pytest.fixture
@@ -83,11 +83,36 @@ def test_layers_survive_keras_save_and_safe_load(tmp_path, images):
     np.testing.assert_allclose(np.asarray(loaded(images)), np.asarray(model(images)), atol=1e-7)
 
 
-def test_parse_defence():
-    assert parse_defence("none") is None
-    assert isinstance(parse_defence("gaussian:1.5"), GaussianBlur) and parse_defence("gaussian:1.5").sigma == 1.5
-    assert isinstance(parse_defence("median:5"), MedianFilter) and parse_defence("median:5").size == 5
-    assert defence_label("gaussian:1.5") == "Gaussian σ=1.5" and defence_label("median:3") == "median 3×3"
+def test_defence_parses_prints_and_builds_its_layer():
+    assert Defence.parse("none") is NONE and Defence.parse("none").layer() is None
+    gauss, median = Defence.parse("gaussian:1.5"), Defence.parse("median:5")
+    assert isinstance(gauss.layer(), GaussianBlur) and gauss.layer().sigma == 1.5 and gauss.parameter == 1.5
+    assert isinstance(median.layer(), MedianFilter) and median.layer().size == 5 and median.parameter == 5
+    assert gauss.label == "Gaussian σ=1.5" and Defence.parse("median:3").label == "median 3×3"
+    for spec in ("none", "gaussian:1.5", "gaussian:0.5", "median:3", "median:7"):
+        assert str(Defence.parse(spec)) == spec  # the public spelling round-trips
+    assert Defence.parse(" Gaussian:2.50 ") == Defence("gaussian", 2.5) and Defence.parse(gauss) is gauss
+    assert Defence.parse("gaussian:0") is NONE and Defence.of("median", 1) is NONE  # identity values are no filter
+    assert {Defence.parse("gaussian:1.5"): 1}[gauss] == 1  # frozen values: usable as dict keys
+
+
+def test_study_grid_puts_none_first_and_drops_duplicates():
+    grid = study_grid({"gaussian": [0, 0.5, 1.5, 0.5], "median": [1, 3, 5]})
+    assert [str(d) for d in grid] == ["none", "gaussian:0.5", "gaussian:1.5", "median:3", "median:5"]
+
+
+def test_model_defence_reads_the_filter_back_from_a_model():
+    from helpers.models import build_model
+
+    for spec in ("none", "gaussian:1.5", "median:3"):
+        model = build_model("small_cnn", input_shape=(12, 12, 1), num_classes=3, defence=spec)
+        assert str(model_defence(model)) == spec
+
+
+@pytest.mark.parametrize("spec", ["gaussian:1.5", "median:3", "none"])
+def test_reference_is_scipy(images, spec):
+    defence = Defence.parse(spec)
+    np.testing.assert_allclose(defence.apply(images), defence.reference(images), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +122,7 @@ def test_parse_defence():
 )
 def test_parse_defence_rejects_bad_specs(spec, error):
     with pytest.raises(error, match="defence"):
-        parse_defence(spec)
+        Defence.parse(spec)
 
 
 def test_bad_layer_arguments_name_the_parameter():
@@ -110,5 +135,5 @@ def test_bad_layer_arguments_name_the_parameter():
 
 
 def test_apply_defence_matches_layer(images):
-    np.testing.assert_array_equal(apply_defence("median:3", images), np.asarray(MedianFilter(3)(images)))
-    np.testing.assert_array_equal(apply_defence("none", images), images)
+    np.testing.assert_array_equal(Defence.parse("median:3").apply(images), np.asarray(MedianFilter(3)(images)))
+    np.testing.assert_array_equal(Defence.parse("none").apply(images), images)

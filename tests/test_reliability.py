@@ -14,7 +14,7 @@ import pytest
 from helpers.attack import targeted_attack
 from helpers.data import load_dataset
 from helpers.evaluate import attack_evaluation, clean_accuracy
-from helpers.filters import GaussianBlur, MedianFilter, apply_defence, parse_defence
+from helpers.filters import Defence, GaussianBlur, MedianFilter
 from helpers.io import write_csv
 from helpers.models import build_model
 from helpers.notebook import check_parameters
@@ -42,7 +42,7 @@ BAD_INPUTS = {
     "string sigma": (lambda d, m, p: GaussianBlur("1.5"), TypeError, "sigma"),
     "even median window": (lambda d, m, p: MedianFilter(4), ValueError, "size"),
     "zero median window": (lambda d, m, p: MedianFilter(0), ValueError, "size"),
-    "unknown defence": (lambda d, m, p: parse_defence("bilateral:2"), ValueError, "defence"),
+    "unknown defence": (lambda d, m, p: Defence.parse("bilateral:2"), ValueError, "defence"),
     "unknown dataset": (lambda d, m, p: load_dataset("imagenet"), ValueError, "name"),
     "shapes too small": (lambda d, m, p: load_dataset("shapes", image_size=20), ValueError, "image_size"),
     "unknown arch": (lambda d, m, p: build_model("vit", input_shape=(32, 32, 3), num_classes=3), ValueError, "arch"),
@@ -64,11 +64,11 @@ BAD_INPUTS = {
     "wrong image size for model": (lambda d, m, p: targeted_attack(m, _images(size=9), [1, 2, 3]), ValueError, "images"),
     "labels of wrong length": (lambda d, m, p: clean_accuracy(m, _images(), [1, 2]), ValueError, "labels"),
     "zero images to attack": (lambda d, m, p: attack_evaluation(m, d.x_test, d.y_test, n_images=0), ValueError, "n_images"),
-    "apply_defence on rank-2": (lambda d, m, p: apply_defence("gaussian:1", np.zeros((8, 8))), ValueError, "images"),
+    "apply_defence on rank-2": (lambda d, m, p: Defence.parse("gaussian:1").apply(np.zeros((8, 8))), ValueError, "images"),
     "unknown profile": (lambda d, m, p: profile_parameters("fast"), ValueError, "profile"),
     "paper profile without data": (lambda d, m, p: profile_parameters("paper"), ValueError, "data_dir"),
     "notebook sigmas negative": (lambda d, m, p: check_parameters({"sigmas": [0.0, -1.0]}), ValueError, "sigmas"),
-    "notebook windows even": (lambda d, m, p: check_parameters({"windows": [3, 4]}), ValueError, "defence"),
+    "notebook windows even": (lambda d, m, p: check_parameters({"windows": [3, 4]}), ValueError, "windows"),
     "notebook epochs string": (lambda d, m, p: check_parameters({"epochs": "5"}), TypeError, "epochs"),
     "notebook arch size too small": (
         lambda d, m, p: check_parameters({"arch_list": ["inception_v3"], "arch_image_sizes": {"inception_v3": 32}}), ValueError, "arch_image_sizes"),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from helpers.data import load_dataset
-from helpers.filters import GaussianBlur, MedianFilter
+from helpers.filters import model_defence
 from helpers.models import ARCHITECTURES, MIN_IMAGE_SIZE, build_model
 from helpers.train import fit_cached, train_model
 
@@ -46,7 +46,7 @@ def test_filtering_the_data_once_trains_the_same_network_as_the_filter_layer(dig
     from helpers.train import LEARNING_RATE, set_determinism
 
     fast = fit_cached("small_cnn", digits, defence=defence, epochs=2, cache_dir=tmp_path, verbose=0)
-    assert isinstance(fast.model.layers[1], (MedianFilter, GaussianBlur))
+    assert str(model_defence(fast.model)) == defence
     set_determinism(0)
     slow = build_model("small_cnn", input_shape=digits.input_shape, num_classes=digits.num_classes, defence=defence)
     slow.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE["small_cnn"]),
@@ -55,7 +55,8 @@ def test_filtering_the_data_once_trains_the_same_network_as_the_filter_layer(dig
                        batch_size=64, shuffle=True, verbose=0).history
     for a, b in zip(fast.model.get_weights(), slow.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(fast.history["val_accuracy"], history["val_accuracy"], atol=1e-6)
+    # Weights agree to float noise; an accuracy may differ by one test image whose logit sits on a tie.
+    np.testing.assert_allclose(fast.history["val_accuracy"], history["val_accuracy"], atol=1.5 / len(digits.x_test))
 
 
 def test_training_is_deterministic(digits, tmp_path):
@@ -70,10 +71,10 @@ def test_every_architecture_builds_with_its_defence_inside(arch):
     size = MIN_IMAGE_SIZE[arch] if arch != "small_cnn" else 28
     channels = 1 if arch == "small_cnn" else 3
     model = build_model(arch, input_shape=(size, size, channels), num_classes=3, defence="median:3")
-    assert isinstance(model.layers[1], MedianFilter)
+    assert str(model_defence(model)) == "median:3"
     logits = model(np.random.default_rng(0).random((2, size, size, channels)).astype(np.float32))
     assert logits.shape == (2, 3)
-    assert isinstance(build_model(arch, input_shape=(size, size, channels), num_classes=3, defence="gaussian:1.5").layers[1], GaussianBlur)
+    assert str(model_defence(build_model(arch, input_shape=(size, size, channels), num_classes=3, defence="gaussian:1.5"))) == "gaussian:1.5"
 
 
 def test_from_scratch_batch_norm_running_statistics_follow_training(tmp_path):
@@ -136,3 +137,12 @@ def test_train_model_bad_arguments_fail_before_training(digits, tmp_path, kwargs
     with pytest.raises(error, match=param):
         train_model(args.pop("arch"), args.pop("dataset"), cache_dir=tmp_path, **args)
     assert not any(tmp_path.iterdir())
+
+
+def test_weights_of_another_architecture_fail_with_one_line(tmp_path):
+    other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Dense(2)])
+    path = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.weights.h5"
+    other.save_weights(path)
+    with pytest.raises(ValueError, match=r"^weights: .*does not fit vgg16 without its top \(expected Keras' vgg16_weights") as error:
+        build_model("vgg16", input_shape=(32, 32, 3), num_classes=3, weights=path)
+    assert "\n" not in str(error.value)

@@ -101,3 +101,79 @@ def test_verdict_rows_cover_every_claim_in_order():
     assert rows[2]["verdict"] == "refuted" and rows[0]["verdict"] == "inconclusive"
     with pytest.raises(ValueError, match="verdict"):
         verdict_rows({"C1": {"verdict": "maybe", "evidence": ""}})
+
+
+# --- C2: VGG16 against InceptionV3 -----------------------------------------------------------------------------
+
+def _rms(centre, n=40, spread=0.001):
+    return centre + spread * np.random.default_rng(0).standard_normal(n)
+
+
+@pytest.mark.parametrize(
+    "vgg, inc, accuracy, verdict",
+    [
+        (_rms(0.05), _rms(0.02), 0.9, "confirmed"),  # clearly larger
+        (_rms(0.02), _rms(0.05), 0.9, "refuted"),  # clearly smaller
+        (_rms(0.030), _rms(0.0301), 0.9, "inconclusive"),  # intervals overlap
+        (_rms(0.05), _rms(0.02), 0.5, "inconclusive"),  # models too weak to compare
+    ],
+)
+def test_architecture_rule(vgg, inc, accuracy, verdict):
+    from helpers.verdicts import architecture_verdict
+
+    result = architecture_verdict({"vgg16": accuracy, "inception_v3": accuracy}, {"vgg16": vgg, "inception_v3": inc})
+    assert result["verdict"] == verdict
+    assert ("too weak" in result["evidence"]) == (accuracy < 0.6)
+
+
+def test_architecture_rule_needs_both_models():
+    from helpers.verdicts import architecture_verdict
+
+    assert architecture_verdict({"vgg16": 0.9}, {"vgg16": _rms(0.05)})["verdict"] == "inconclusive"
+
+
+# --- C3–C5: chapter 5's score table ----------------------------------------------------------------------------
+
+def _score_row(defence, accuracy, l2, *, lo=None, hi=None, std=0.005):
+    from helpers.filters import Defence
+
+    d = Defence.parse(defence)
+    lo, hi = (l2 - 0.1 if lo is None else lo), (l2 + 0.1 if hi is None else hi)
+    return {"defence": str(d), "label": d.label, "kind": d.kind, "clean_accuracy": accuracy, "accuracy_std": std,
+            "mean_l2": l2, "mean_l2_lo": lo, "mean_l2_hi": hi, "score": accuracy * l2, "score_lo": accuracy * lo,
+            "score_hi": accuracy * hi}
+
+
+@pytest.mark.parametrize(
+    "gauss_accuracy, gauss_l2, verdict",
+    [(0.975, 3.0, "confirmed"), (0.975, 2.05, "partly"), (0.90, 3.0, "partly"), (0.90, 2.05, "refuted")],
+)
+def test_gaussian_accuracy_and_size_rule(gauss_accuracy, gauss_l2, verdict):
+    from helpers.verdicts import gaussian_accuracy_and_size_verdict
+
+    rows = [_score_row("none", 0.98, 2.0), _score_row("gaussian:1.5", gauss_accuracy, gauss_l2)]
+    assert gaussian_accuracy_and_size_verdict(rows)["verdict"] == verdict
+    assert gaussian_accuracy_and_size_verdict(rows[:1])["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("gauss, median, verdict", [(0.97, 0.94, "confirmed"), (0.94, 0.97, "refuted"), (0.95, 0.945, "inconclusive")])
+def test_gaussian_beats_median_rule(gauss, median, verdict):
+    from helpers.verdicts import gaussian_beats_median_verdict
+
+    rows = [_score_row("none", 0.98, 2.0), _score_row("gaussian:1", gauss, 2.0), _score_row("median:3", median, 2.0)]
+    assert gaussian_beats_median_verdict(rows)["verdict"] == verdict
+    assert gaussian_beats_median_verdict(rows[:2])["verdict"] == "inconclusive"
+
+
+def test_paper_choice_rule():
+    from helpers.verdicts import best_by_kind, paper_choice_verdict
+
+    base = [_score_row("none", 0.98, 2.0), _score_row("median:3", 0.97, 2.2)]
+    wins = base + [_score_row("gaussian:1.5", 0.98, 3.0), _score_row("gaussian:3", 0.9, 2.5)]
+    assert paper_choice_verdict(wins)["verdict"] == "confirmed"
+    close = base + [_score_row("gaussian:1.5", 0.98, 2.9), _score_row("gaussian:3", 0.98, 3.0)]
+    assert paper_choice_verdict(close)["verdict"] == "partly"  # intervals overlap
+    far = base + [_score_row("gaussian:1.5", 0.98, 2.0, lo=1.9, hi=2.1), _score_row("gaussian:3", 0.98, 4.0, lo=3.9, hi=4.1)]
+    assert paper_choice_verdict(far)["verdict"] == "refuted"
+    assert paper_choice_verdict(base)["verdict"] == "inconclusive"
+    assert best_by_kind(far) == {"best_defence": "gaussian:3", "best_gaussian": "gaussian:3", "best_median": "median:3"}

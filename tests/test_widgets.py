@@ -99,9 +99,9 @@ def test_live_update_blurs_predicts_and_attacks_with_the_nearest_defended_model(
     assert [layer.sigma for layer in live.models["gaussian:1.5"].layers if hasattr(layer, "sigma")] == [1.5]
     n_files = len(list(cache.glob("*.keras")))
     # The images are blurred with exactly the slider's σ, not the model's.
-    from helpers.filters import apply_defence
+    from helpers.filters import Defence
 
-    np.testing.assert_allclose(panel["blurred"], apply_defence("gaussian:1.2", small_mnist.x_test[:2]), atol=1e-6)
+    np.testing.assert_allclose(panel["blurred"], Defence.parse("gaussian:1.2").apply(small_mnist.x_test[:2]), atol=1e-6)
     assert len(panel["predictions"]) == 2 and all(0.1 <= c <= 1 for c in panel["confidences"])
     assert 0.0 <= panel["accuracy"] <= 1.0
     reached = np.asarray(panel["success"])

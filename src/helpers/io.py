@@ -110,6 +110,13 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def package_versions() -> dict[str, str]:
+    """The versions that decide trained weights and results (recorded with every model and results file)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("tensorflow", "keras", "numpy", "helpers")}
+
+
 def array_digest(*arrays: np.ndarray) -> str:
     """A short content hash of arrays (shape, dtype and bytes)."""
     digest = hashlib.blake2b(digest_size=16)

@@ -97,9 +97,7 @@ def build_model(
         # far better than Caffe's 0-255 BGR (VGG16 without batch normalisation does not learn at all with it).
         mode = _PREPROCESS_MODE[arch] if weights_arg is not None else "tf"
         x = PixelPreprocess(mode, name="preprocess")(x)
-        backbone = _application(arch)(
-            include_top=False, weights=weights_arg, input_shape=(height, width, channels), pooling="avg"
-        )
+        backbone = _backbone(arch, weights_arg, (height, width, channels))
         if arch == "vgg16" and weights_arg is None:
             _he_initialise(backbone)
         if weights_arg is None:
@@ -142,6 +140,20 @@ def _fast_batch_statistics(backbone: keras.Model, *, momentum: float = 0.9) -> N
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
+
+
+def _backbone(arch: str, weights: str | None, input_shape: tuple[int, int, int]) -> keras.Model:
+    """The Keras application without its top; a weights file that does not fit fails with one line naming it."""
+    try:
+        return _application(arch)(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
+    except (ValueError, OSError, KeyError) as error:
+        if weights is None:
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"weights: {weights} does not fit {arch} without its top (expected Keras' {IMAGENET_FILES[arch]}); "
+            f"loading it said: {first[:160]}"
+        ) from None
 
 
 def _application(arch: str):

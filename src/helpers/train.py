@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from helpers.data import Dataset
 from helpers.filters import Defence, filter_layers
-from helpers.io import file_sha256, read_json, write_json
+from helpers.io import file_sha256, package_versions, read_json, write_json
 from helpers.models import ARCHITECTURES, build_model, check_build_args
 from helpers.validate import check_choice, check_int
 
@@ -39,12 +39,6 @@ class TrainedModel:
     path: Path
     from_cache: bool
     seconds: float
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__, "helpers": version("helpers")}
 
 
 def onednn_enabled() -> bool | None:
