@@ -125,9 +125,29 @@ def run_engine(
     images = check_model_images(model, images, value_range=None if clip is None else (low, high))
     targets = check_labels("targets", targets, length=len(images), num_classes=num_classes)
 
-    run_chunk = _compiled(model, objective)
+    settings = (
+        tf.constant(chunk_steps), tf.constant(max_steps), tf.constant(step, tf.float32),
+        tf.constant(low, tf.float32), tf.constant(high, tf.float32), tf.constant(clip is not None),
+    )
+    adversarial, steps_out, status_out, stats = _drive(
+        _compiled(model, objective), images, targets, width=min(batch_size, len(images)), settings=settings, progress=progress)
     n = len(images)
-    width = min(batch_size, n)
+    stats.needed = int(steps_out.sum()) + n
+    result = AttackResult(
+        adversarial=adversarial,
+        success=status_out == REACHED,
+        steps=steps_out,
+        l2=l2_distances(adversarial, images),
+        stalled=status_out == STALLED,
+    )
+    return result, stats
+
+
+def _drive(run_chunk, images: np.ndarray, targets: np.ndarray, *, width: int, settings: tuple, progress: bool
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, EngineStats]:
+    """Run the compiled chunks over a working batch of ``width`` slots, refilling finished slots with waiting
+    examples; returns the adversarial images, steps, final status of every example, and what was computed."""
+    n = len(images)
     adversarial = images.copy()
     status_out = np.zeros(n, dtype=np.int32)
     steps_out = np.zeros(n, dtype=np.int32)
@@ -140,10 +160,6 @@ def run_engine(
     steps = np.zeros(width, dtype=np.int32)
     status = np.zeros(width, dtype=np.int32)
     next_example = width
-    settings = (
-        tf.constant(chunk_steps), tf.constant(max_steps), tf.constant(step, tf.float32),
-        tf.constant(low, tf.float32), tf.constant(high, tf.float32), tf.constant(clip is not None),
-    )
     with tqdm(total=n, desc="attack", unit="img", disable=not progress, leave=False) as bar:
         while len(owner):
             x_t, steps_t, status_t, done_t = run_chunk(tf.constant(x), tf.constant(t), tf.constant(steps), tf.constant(status), *settings)
@@ -167,15 +183,7 @@ def run_engine(
                 keep = status == RUNNING
                 owner, x, t, steps, status = owner[keep], x[keep], t[keep], steps[keep], status[keep]
 
-    stats.needed = int(steps_out.sum()) + n
-    result = AttackResult(
-        adversarial=adversarial,
-        success=status_out == REACHED,
-        steps=steps_out,
-        l2=l2_distances(adversarial, images),
-        stalled=status_out == STALLED,
-    )
-    return result, stats
+    return adversarial, steps_out, status_out, stats
 
 
 def _check_clip(clip) -> tuple[float, float]:

@@ -137,6 +137,17 @@ def fit_cached(
         model, history = cached
         return TrainedModel(model, history, model_path, True, time.perf_counter() - start)
 
+    model, history = _fit(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy,
+                          weights=weights, verbose=verbose)
+    seconds = time.perf_counter() - start
+    _save_model(model, model_path)
+    write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
+    return TrainedModel(model, history, model_path, False, seconds)
+
+
+def _fit(arch: str, dataset: Dataset, *, defence: Defence, epochs: int, batch_size: int, seed: int, strategy, weights,
+         verbose) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Build and train the model (seeded, deterministic kernels); returns it with its learning curves."""
     set_determinism(seed)
     with _scope(strategy):
         model = build_model(arch, input_shape=dataset.input_shape, num_classes=dataset.num_classes, defence=defence, weights=weights)
@@ -154,18 +165,18 @@ def fit_cached(
         x_train, dataset.y_train, validation_data=(x_test, dataset.y_test),
         epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose,
     )
-    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
-    seconds = time.perf_counter() - start
+    return model, {k: [float(v) for v in values] for k, values in fit.history.items()}
 
-    cache.mkdir(parents=True, exist_ok=True)
+
+def _save_model(model: keras.Model, model_path: Path) -> None:
+    """Save atomically: to a temporary name in the same folder, then rename."""
+    model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_name(f".{model_path.stem}.{os.getpid()}.tmp.keras")
     try:
         model.save(tmp)
         os.replace(tmp, model_path)
     finally:
         tmp.unlink(missing_ok=True)
-    write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
-    return TrainedModel(model, history, model_path, False, seconds)
 
 
 def _scope(strategy):

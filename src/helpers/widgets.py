@@ -316,41 +316,10 @@ def live_slider(
         return models[spec]
 
     def update(value: float) -> dict[str, Any]:
-        value = check_float("value", value, minimum=0.0, maximum=64.0)
-        try:
-            exact = Defence.of(kind, value)
-        except ValueError as error:
-            raise ValueError(f"value: {str(error).removeprefix('defence: ')}") from None
-        spec = nearest_spec(value, specs, kind=kind)
-        model = model_for(spec)
-        blurred = exact.apply(images)
-        probs = softmax(predict_logits(model, images))
-        attack = targeted_attack(model, images, targets, step=step, max_steps=max_steps, progress=False)
-        probs_adv = softmax(predict_logits(model, attack.adversarial))
-        panel = {
-            "value": value,
-            "spec": spec,
-            "model_value": spec_value(spec, kind=kind),
-            "accuracy": accuracies[spec],
-            "labels": labels.tolist(),
-            "predictions": probs.argmax(1).tolist(),
-            "confidences": probs.max(1).tolist(),
-            "targets": targets.tolist(),
-            "adversarial_predictions": probs_adv.argmax(1).tolist(),
-            "success": attack.success.tolist(),
-            "l2": attack.l2.tolist(),
-            "blurred": blurred,
-            "adversarial": attack.adversarial,
-        }
-        fig = _live_figure(panel, images, data.class_names, symbol=filter_spec.symbol)
-        panel["png"] = to_png(fig, dpi=dpi)
-        panel["html"] = caption(f"{filter_spec.symbol} = {value:g}", f"{value:g}", [
-            f"Defended model: the nearest trained filter, {Defence.parse(spec).label} (clean test accuracy "
-            f"{_percent(accuracies[spec])}). Left: the images blurred with {filter_spec.symbol} = {value:g}; "
-            "the model applies its own filter to the raw images.",
-            f"Attack ({step:g} per step, at most {max_steps} steps): reached the target on "
-            f"{int(attack.success.sum())} of {n_show}, ‖δ‖₂ = " + ", ".join(f"{d:.2f}" for d in attack.l2) + ".",
-        ])
+        exact = _exact_defence(kind, value)  # checked before any model is loaded or trained
+        spec = nearest_spec(float(value), specs, kind=kind)
+        panel = _live_panel(float(value), exact, kind=kind, model=model_for(spec), spec=spec, accuracy=accuracies[spec], images=images,
+                            labels=labels, targets=targets, step=step, max_steps=max_steps, class_names=data.class_names, dpi=dpi)
         caption_widget.value, image_widget.value = panel["html"], panel["png"]
         return panel
 
@@ -361,6 +330,50 @@ def live_slider(
     if compute_now:
         update(slider.value)
     return live
+
+
+def _exact_defence(kind: str, value: float) -> Defence:
+    value = check_float("value", value, minimum=0.0, maximum=64.0)
+    try:
+        return Defence.of(kind, value)
+    except ValueError as error:
+        raise ValueError(f"value: {str(error).removeprefix('defence: ')}") from None
+
+
+def _live_panel(value: float, exact: Defence, *, kind: str, model: keras.Model, spec: str, accuracy: float, images: np.ndarray,
+                labels: np.ndarray, targets: np.ndarray, step: float, max_steps: int, class_names: Sequence[str], dpi: int
+                ) -> dict[str, Any]:
+    """One position of the live slider: blur with exactly ``value``, predict and attack with the nearest model."""
+    filter_spec = filter_kind(kind)
+    blurred = exact.apply(images)
+    probs = softmax(predict_logits(model, images))
+    attack = targeted_attack(model, images, targets, step=step, max_steps=max_steps, progress=False)
+    probs_adv = softmax(predict_logits(model, attack.adversarial))
+    panel = {
+        "value": value,
+        "spec": spec,
+        "model_value": spec_value(spec, kind=kind),
+        "accuracy": accuracy,
+        "labels": labels.tolist(),
+        "predictions": probs.argmax(1).tolist(),
+        "confidences": probs.max(1).tolist(),
+        "targets": targets.tolist(),
+        "adversarial_predictions": probs_adv.argmax(1).tolist(),
+        "success": attack.success.tolist(),
+        "l2": attack.l2.tolist(),
+        "blurred": blurred,
+        "adversarial": attack.adversarial,
+    }
+    fig = _live_figure(panel, images, class_names, symbol=filter_spec.symbol)
+    panel["png"] = to_png(fig, dpi=dpi)
+    panel["html"] = caption(f"{filter_spec.symbol} = {value:g}", f"{value:g}", [
+        f"Defended model: the nearest trained filter, {Defence.parse(spec).label} (clean test accuracy "
+        f"{_percent(accuracy)}). Left: the images blurred with {filter_spec.symbol} = {value:g}; "
+        "the model applies its own filter to the raw images.",
+        f"Attack ({step:g} per step, at most {max_steps} steps): reached the target on "
+        f"{int(attack.success.sum())} of {len(images)}, ‖δ‖₂ = " + ", ".join(f"{d:.2f}" for d in attack.l2) + ".",
+    ])
+    return panel
 
 
 def _live_figure(panel: Mapping[str, Any], images: np.ndarray, class_names: Sequence[str], *, symbol: str,
