@@ -139,6 +139,7 @@ def test_train_model_bad_arguments_fail_before_training(digits, tmp_path, kwargs
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Keras warns about each layer it skips before failing
 def test_weights_of_another_architecture_fail_with_one_line(tmp_path):
     other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Dense(2)])
     path = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.weights.h5"
