@@ -414,6 +414,9 @@ def test_library_comparison_reports_missing_and_failing_libraries(tiny, tiny_eng
     assert comparison.budget.steps == max(1, round(tiny_engine.stats.evaluations / 12))
     assert comparison.record_budget()["max_steps"] == comparison.budget.steps
     assert comparison.glued()["art_status"] == "not installed" and math.isnan(comparison.glued()["art_equal_ratio"])
+    assert performance.library_comparison(model, tiny_engine, {}, repeats=1).glued()["foolbox_status"] == "not installed"
+    with pytest.raises(ValueError, match="versions"):
+        performance.library_comparison(model, tiny_engine, {"cleverhans": "4.0"}, repeats=1)
 
     def broken(*args, **kwargs):
         raise RuntimeError("no\nmore")

@@ -243,7 +243,7 @@ class LibraryComparison:
     def glued(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name in LIBRARIES:
-            row = self.libraries[name]
+            row = self.libraries.get(name, {"version": None, "status": "not installed"})
             ok = row["status"] == "ok"
             values[f"{name}_status"] = row["status"] if not ok else f"version {row['version']}"
             values[f"{name}_equal_ratio"] = row["equal_ratio"] if ok else float("nan")
@@ -282,6 +282,9 @@ def library_comparison(
 ) -> LibraryComparison:
     """Every library in ``versions`` (``None``: not installed) against the engine, at equal steps and to the
     engine's success rate (:func:`compare_library`); a library that raises is reported, not hidden."""
+    unknown = sorted(set(versions) - set(LIBRARIES))
+    if unknown:
+        raise ValueError(f"versions: unknown library {unknown[0]!r}; known: {', '.join(LIBRARIES)}")
     n = engine.n
     k_equal = max(1, round(engine.stats.evaluations / n))
     budget_args = engine.attack_args | {"max_steps": k_equal}
