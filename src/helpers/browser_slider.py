@@ -10,6 +10,7 @@ The filter, the defended CNN's forward and backward pass and the paper's attack 
 * :func:`write_weights_script` — one ``<key>.js`` file per model that assigns the weights to a global, so the
   page loads it with ``<script src>`` (works from ``file://``); the page loads a model only when the slider
   first needs it.
+* :func:`bundle_script` — ``live-slider.js``: the module's text and the loader, written by the book build.
 * :func:`browser_slider` — trains or loads (cached, :func:`helpers.train.fit_cached`) the defended model of
   every grid value, writes their weights files, and returns the HTML for a notebook cell.
 * :func:`reference_filter`, :func:`model_at` — the Python side the browser test compares with.
@@ -21,7 +22,6 @@ import base64
 import html
 import json
 import os
-import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -200,9 +200,8 @@ def grid_values(kind: str, grid: Sequence[float]) -> list[float]:
 def slider_state(
     *, kind: str, models: Sequence[dict[str, Any]], digits: np.ndarray, labels: Sequence[int],
     class_names: Sequence[str], step: float, max_steps: int, value: float | None = None,
-    assets: str = "_static/live-slider",
 ) -> dict[str, Any]:
-    """The traits the ES module reads (``_esm`` holds the module's own text, as in anywidget)."""
+    """The traits the ES module reads (see the head of ``src/js/live_slider.js``)."""
     kind = check_choice("kind", kind, KINDS)
     digits = check_images("digits", digits)
     if len(labels) != len(digits):
@@ -220,24 +219,31 @@ def slider_state(
         "truncate": 4.0, "models": list(models), "class_names": list(class_names), "step": step, "max_steps": max_steps,
         "digits": {"shape": list(digits.shape), "labels": [int(v) for v in labels],
                    "data": base64.b64encode(np.ascontiguousarray(digits, dtype="<f4").tobytes()).decode("ascii")},
-        "_assets": assets, "_content_root": "../../", "_esm": ESM_FILE.read_text(),
     }
 
 
-def slider_html(state: dict[str, Any]) -> str:
-    """The HTML of one slider: its container, its state as JSON, and the loader (a classic inline script)."""
-    if not isinstance(state, dict) or "_esm" not in state:
+def bundle_script() -> str:
+    """``live-slider.js``: the ES module's text (as ``window.liveSliderESM``) followed by the loader.
+
+    The book build writes it into ``_static/live-slider/`` (``book/_ext/live_slider_assets.py``), so the pages
+    always carry the current ``src/js`` code, whichever notebooks were re-executed."""
+    esm, loader = ESM_FILE.read_text(), LOADER_FILE.read_text()
+    head = "// Generated from src/js/live_slider.js (the ES module) and src/js/live_slider_loader.js; do not edit.\n"
+    return f"{head}window.liveSliderESM = window.liveSliderESM || {json.dumps(esm)};\n{loader}"
+
+
+def slider_html(state: dict[str, Any], *, script_url: str = "../../_static/live-slider/live-slider.js") -> str:
+    """The HTML of one slider: its container, its state as JSON, and ``<script src=script_url>`` (the bundle)."""
+    if not isinstance(state, dict) or "kind" not in state:
         raise ValueError("state: expected the dict returned by slider_state")
+    if not isinstance(script_url, str) or not script_url.endswith(".js"):
+        raise ValueError(f"script_url: expected the URL of live-slider.js relative to the page, got {script_url!r}")
     # "<" escaped as \u003c keeps "</script>" (and "<!--") out of the JSON block; JSON.parse restores it.
     data = json.dumps(state, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
-    loader = LOADER_FILE.read_text()
-    if "</script" in loader.lower() or "<!--" in loader:
-        raise ValueError("loader: the loader script must not contain '</script' or '<!--'")
     noscript = "The live slider needs JavaScript; the precomputed slider above works without it."
-    return (f'<div class="{CSS_CLASS}" id="live-slider-{uuid.uuid4().hex[:8]}" data-status="starting">'
-            f"<noscript>{html.escape(noscript)}</noscript></div>"
+    return (f'<div class="{CSS_CLASS}" data-status="starting"><noscript>{html.escape(noscript)}</noscript></div>'
             f'<script type="application/json" class="live-slider-state">{data}</script>'
-            f"<script>{loader}</script>")
+            f'<script src="{html.escape(script_url)}"></script>')
 
 
 def browser_slider(
@@ -254,14 +260,15 @@ def browser_slider(
     n_digits: int = 6,
     value: float | None = None,
     cache_dir: str | os.PathLike[str] = "data/models",
-    assets_dir: str | os.PathLike[str] = "book/_static/live-slider",
+    weights_dir: str | os.PathLike[str] = "book/_static/live-slider/models",
+    script_url: str = "../../_static/live-slider/live-slider.js",
 ):
     """The browser slider for a notebook cell (an ``IPython.display.HTML``).
 
     For every value of ``grid`` (plus the unfiltered model) it takes the defended model that the training chapter
     trains — ``fit_cached(arch, data, defence=spec, epochs=epochs, batch_size=batch_size, seed=train_seed)``,
-    from the cache when it exists — writes its weights to ``assets_dir/<model file stem>.js``, and embeds the
-    first ``n_digits`` test digits. In the page, the slider filters those digits with any value, classifies them
+    from the cache when it exists — writes its weights to ``weights_dir/<model file stem>.js`` (the page loads
+    them from ``models/`` beside ``script_url``), and embeds the first ``n_digits`` test digits. In the page, the slider filters those digits with any value, classifies them
     with the model of the nearest grid value, and attacks them.
     """
     from IPython.display import HTML
@@ -280,18 +287,12 @@ def browser_slider(
         fit = fit_cached(arch, data, defence=spec, epochs=epochs, batch_size=batch_size, seed=train_seed,
                          cache_dir=cache_dir, verbose=0)
         key = fit.path.stem
-        write_weights_script(fit.model, key=key, directory=assets_dir)
+        write_weights_script(fit.model, key=key, directory=weights_dir)
         models.append({"key": key, "spec": spec, "value": grid_value, "label": defence_label(spec),
                        "accuracy": clean_accuracy(fit.model, data.x_test, data.y_test)})
     state = slider_state(kind=kind, models=models, digits=data.x_test[:n_digits], labels=data.y_test[:n_digits],
-                         class_names=data.class_names, step=step, max_steps=max_steps, value=value,
-                         assets=Path(assets_dir).relative_to("book").as_posix() if _under_book(assets_dir) else str(assets_dir))
-    return HTML(slider_html(state))
-
-
-def _under_book(path: str | os.PathLike[str]) -> bool:
-    parts = Path(path).parts
-    return len(parts) > 1 and parts[0] == "book"
+                         class_names=data.class_names, step=step, max_steps=max_steps, value=value)
+    return HTML(slider_html(state, script_url=script_url))
 
 
 # ---------------------------------------------------------------------------------------------- references

@@ -463,7 +463,13 @@ function render({ model, el }) {
   digits.labels.forEach((label, i) => {
     const thumb = element("canvas", { style: "width:28px;height:28px;image-rendering:pixelated;cursor:pointer;border:2px solid transparent;margin-right:2px", title: `digit ${i} (label ${classNames[label]})`, "data-index": String(i) });
     drawImage(thumb, images[i], shape);
-    thumb.addEventListener("click", () => { selected = i; model.set("selected", i); model.save_changes(); refresh(); });
+    thumb.addEventListener("click", () => {
+      selected = i;
+      picker.querySelectorAll("canvas").forEach((c, k) => { c.style.borderColor = k === i ? "#4c72b0" : "transparent"; });
+      model.set("selected", i);
+      model.save_changes();
+      refresh();
+    });
     picker.append(thumb);
   });
   classNames.forEach((name, i) => targetSelect.append(element("option", { value: String(i), text: name })));
@@ -548,8 +554,15 @@ function render({ model, el }) {
     requestAnimationFrame(frame);
   }
 
-  range.addEventListener("input", () => { model.set("value", valueOf()); model.save_changes(); refresh(); });
-  model.on("change:value", () => { if (Number(model.get("value")) !== valueOf()) { range.value = model.get("value"); refresh(); } });
+  // Recompute at most once per animation frame, however fast the slider moves.
+  let scheduled = false;
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => { scheduled = false; refresh(); });
+  };
+  range.addEventListener("input", () => { model.set("value", valueOf()); model.save_changes(); schedule(); });
+  model.on("change:value", () => { if (Number(model.get("value")) !== valueOf()) { range.value = model.get("value"); schedule(); } });
   run.addEventListener("click", () => { if (!attack) startAttack(); });
   stop.addEventListener("click", () => { if (attack) attack.cancelled = true; });
   refresh();

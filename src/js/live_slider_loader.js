@@ -1,9 +1,10 @@
-// Loader of the browser slider in the static book: runs as a classic inline script right after the slider's
-// <div> and its <script type="application/json"> state. It builds the minimal anywidget model
-// ({get, set, on, off, save_changes, send}) from that state and calls the ES module's render({model, el}).
-// The module's text is in the state (`_esm`, as anywidget keeps it) and is imported from a blob: URL, and
-// weights come from <script src> files that assign a global, so the page works from file:// as well as
-// from a server, without fetch() and without any other host.
+// Loader of the browser slider in the static book. The book build bundles it with the ES module's text into
+// _static/live-slider/live-slider.js (helpers.browser_slider.bundle_script); every slider's notebook output is
+//   <div class="live-slider-browser"></div> <script type="application/json">state</script> <script src=".../live-slider.js">
+// This classic script finds the <div> and the state just before itself, builds the minimal anywidget model
+// ({get, set, on, off, save_changes, send}) and calls the module's render({model, el}). The module is imported
+// from a blob: URL and the weights come from <script src> files beside this one that assign a global, so the page
+// works from file:// as well as from a server, with no fetch() and no other host.
 (() => {
   const script = document.currentScript;
   const stateNode = script.previousElementSibling;
@@ -12,13 +13,13 @@
   const listeners = {};
   const emit = (event, ...args) => (listeners[event] || []).slice().forEach((callback) => callback(...args));
   const store = (window.liveSliderWeights = window.liveSliderWeights || {});
-  const root = new URL(document.documentElement.dataset.content_root || state._content_root, document.baseURI);
+  const base = script.src;
 
   function loadWeights(key) {
     const answer = () => emit("msg:custom", { type: "weights", key, ...store[key] }, []);
     if (store[key]) return void setTimeout(answer);
     const tag = document.createElement("script");
-    tag.src = new URL(`${state._assets}/${key}.js`, root).href;
+    tag.src = new URL(`models/${key}.js`, base).href;
     tag.addEventListener("load", answer);
     tag.addEventListener("error", () => {
       el.dataset.status = "error";
@@ -41,8 +42,11 @@
       if (content && content.type === "weights") loadWeights(content.key);
     },
   };
-  const url = URL.createObjectURL(new Blob([state._esm], { type: "text/javascript" }));
-  import(url)
+  if (!window.liveSliderModule) {
+    const url = URL.createObjectURL(new Blob([window.liveSliderESM], { type: "text/javascript" }));
+    window.liveSliderModule = import(url);
+  }
+  window.liveSliderModule
     .then((module) => module.default.render({ model, el }))
     .catch((error) => {
       el.dataset.status = "error";
