@@ -39,6 +39,7 @@ def test_parameters_round_trip_exactly_with_32_bits_and_within_2e20_with_28():
     relative = np.abs(rounded - values) / np.maximum(np.abs(values), 1e-30)
     assert relative.max() <= 2.0**-20
     assert bs.decode_parameters(bs.encode_parameters(np.zeros(0, np.float32))).size == 0
+    assert np.array_equal(bs.decode_parameters(bs.encode_parameters(values)), values)  # exact by default
 
 
 @pytest.mark.parametrize(("call", "message"), [
