@@ -4,8 +4,9 @@ Debian's ``chromium`` (/usr/bin/chromium), driven by Playwright, loads the quick
 HTTP server on 127.0.0.1. On every page with sliders each slider is dragged with the mouse end to end and
 back; at every position the shown panel's value must equal the slider's readout and the shown image must be
 the PNG that the page's widget state holds for that value. Every request of every page is recorded, and
-none may leave 127.0.0.1. A variant of a page that loads the widget scripts from a CDN, as myst-nb does by
-default, must fail both checks. Screenshots go to ``artifacts/browser/``.
+none may leave 127.0.0.1, and no page may log a console error or throw an uncaught exception. A variant of a
+page that loads the widget scripts from a CDN, as myst-nb does by default, must fail both slider checks.
+Screenshots go to ``artifacts/browser/``. The live browser slider is tested in ``test_browser_live.py``.
 """
 
 from __future__ import annotations

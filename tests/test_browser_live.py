@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_browser import ARTIFACTS, ROOT, browser, chromium, console_errors, open_page, server  # noqa: F401
+from test_browser import ARTIFACTS, ROOT, _Handler, browser, chromium, console_errors, open_page, server  # noqa: F401
 
 from helpers import browser_slider as bs
 
@@ -233,3 +233,22 @@ def test_live_slider_assets_stay_under_2_mb_per_load(quick_book, name):
           f"(initial {(bundle + embedded + first) / 1e6:.2f} MB); all {len(weights)} models {sum(weights.values()) / 1e6:.2f} MB")
     assert bundle + embedded + first < SIZE_LIMIT
     assert max(weights.values()) < SIZE_LIMIT
+
+
+@pytest.mark.browser
+def test_console_check_catches_the_errors_the_book_used_to_have(browser, server, quick_book):  # noqa: F811
+    """Negative controls: the page with sphinx-thebe's inline script twice (as Sphinx 7.4 wrote it before
+    book/_ext/page_scripts.py), and the Gaussian page without the MathJax 2 shim, must both log errors."""
+    intro = (quick_book / "book/intro.html").read_text()
+    thebe = re.search(r"<script>const THEBE_JS_URL[^<]*</script>", intro)
+    assert thebe, "sphinx-thebe's inline script is missing"
+    assert intro.count("const THEBE_JS_URL") == 1
+    gaussian = (quick_book / "book/executed/02_gaussian.html").read_text()
+    shim = re.compile(r'<script src="[^"]*_static/ipywidgets/mathjax-hub-shim\.js[^"]*"></script>')
+    assert shim.search(gaussian)
+    _Handler.variants["book/__twice__.html"] = intro.replace(thebe.group(0), thebe.group(0) * 2).encode()
+    _Handler.variants["book/executed/__no_shim__.html"] = shim.sub("", gaussian).encode()
+    for name, expected in (("book/__twice__.html", "already been declared"), ("book/executed/__no_shim__.html", "Queue")):
+        page, _ = open_page(browser, f"{server}/{name}")
+        assert any(expected in error for error in page.console_errors), f"{name}: {page.console_errors}"
+        page.close()
