@@ -137,6 +137,8 @@ def test_live_slider_matches_python_off_the_grid(browser, server, quick_book, na
         got = attack["l2"][min(ATTACK_STEPS, len(attack["l2"]) - 1)]
         assert min(attack["steps"], ATTACK_STEPS) == want_steps, f"{name} at {value}: {attack['steps']} steps, Python {want_steps}"
         assert abs(got - want) < 1e-3, f"{name} at {value}: ‖δ‖₂ after {want_steps} steps {got:.6f}, Python {want:.6f}"
+        print(f"\n{name} at {value} ({view['spec']} model): filter {np.abs(shown - reference).max():.1e}, "
+              f"logits {np.abs(logits - keras_logits).max():.1e}, ‖δ‖₂ after {want_steps} steps {abs(got - want):.1e}")
         checked += 1
     assert checked >= 1, f"{name}: no drag landed off the grid {grid}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
