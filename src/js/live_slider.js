@@ -472,6 +472,7 @@ function render({ model, el }) {
     });
     picker.append(thumb);
   });
+  picker.querySelector("canvas").style.borderColor = "#4c72b0";
   classNames.forEach((name, i) => targetSelect.append(element("option", { value: String(i), text: name })));
   el.append(element("div", { class: "ls-root", style: "border:1px solid #ddd;border-radius:4px;padding:8px;margin:8px 0" }, [
     element("div", { style: "display:flex;gap:12px;align-items:center;flex-wrap:wrap" }, [
