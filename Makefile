@@ -31,7 +31,13 @@ WIDGET_JS := $(ASSETS)/ipywidgets/embed.js
 HTML_MANAGER := node_modules/@jupyter-widgets/html-manager/dist
 MATHJAX := node_modules/mathjax/es5
 
-widget-assets: $(WIDGET_JS)
+WIDGET_SHIM := $(ASSETS)/ipywidgets/mathjax-hub-shim.js
+
+widget-assets: $(WIDGET_JS) $(WIDGET_SHIM)
+
+# Hand-written, tracked in src/js/: embed.js calls MathJax 2's Hub.Queue, the book loads MathJax 3.
+$(WIDGET_SHIM): src/js/mathjax_hub_shim.js $(WIDGET_JS)
+	cp src/js/mathjax_hub_shim.js $@
 
 $(WIDGET_JS): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
@@ -73,4 +79,5 @@ test: lint widget-assets
 	$(BIN)/pytest
 
 clean:
-	rm -rf data/models data/results data/cache book/_build book/executed artifacts $(ASSETS)/ipywidgets $(ASSETS)/mathjax
+	rm -rf data/models data/results data/cache book/_build book/executed artifacts $(ASSETS)/ipywidgets $(ASSETS)/mathjax \
+	   $(ASSETS)/live-slider

@@ -4,8 +4,9 @@ Debian's ``chromium`` (/usr/bin/chromium), driven by Playwright, loads the quick
 HTTP server on 127.0.0.1. On every page with sliders each slider is dragged with the mouse end to end and
 back; at every position the shown panel's value must equal the slider's readout and the shown image must be
 the PNG that the page's widget state holds for that value. Every request of every page is recorded, and
-none may leave 127.0.0.1. A variant of a page that loads the widget scripts from a CDN, as myst-nb does by
-default, must fail both checks. Screenshots go to ``artifacts/browser/``.
+none may leave 127.0.0.1, and no page may log a console error or throw an uncaught exception. A variant of a
+page that loads the widget scripts from a CDN, as myst-nb does by default, must fail both slider checks.
+Screenshots go to ``artifacts/browser/``. The live browser slider is tested in ``test_browser_live.py``.
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ def open_page(browser, url: str, *, quiet_ms: int = 1000, limit_ms: int = 30_000
     checks run on what was recorded.
     """
     page = browser.new_page()
+    page.console_errors = console_errors(page)
     requests: list[str] = []
     pending: set = set()
     page.on("request", lambda request: (requests.append(request.url), pending.add(request)))
@@ -246,6 +248,15 @@ def open_page(browser, url: str, *, quiet_ms: int = 1000, limit_ms: int = 30_000
         if quiet >= quiet_ms:
             break
     return page, requests
+
+
+def console_errors(page) -> list[str]:
+    """A list that collects the page's console errors and uncaught exceptions from now on."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(f"console error: {message.text} at {message.location.get('url')}")
+            if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"uncaught exception: {error}"))
+    return errors
 
 
 _SHOWN_JS = """async (box) => {
@@ -326,14 +337,17 @@ def test_sliders_drag_end_to_end_offline(browser, server, quick_book, name):
     assert any(url.endswith(name) for url in requests)
     assert any("_static/ipywidgets/embed.js" in url for url in requests)
     assert_offline(requests, what=name)
+    assert not page.console_errors, f"{name}: {page.console_errors}"
     page.close()
 
 
 @pytest.mark.browser
-def test_no_page_requests_anything_off_host(browser, server, quick_book):
+def test_no_page_requests_anything_off_host_or_logs_an_error(browser, server, quick_book):
+    """Every page: nothing off-host, and no console error or uncaught exception (e.g. a script declared twice)."""
     for name in book_pages(quick_book):
         page, requests = open_page(browser, f"{server}/{name}")
         assert_offline(requests, what=name)
+        assert not page.console_errors, f"{name}: {page.console_errors}"
         page.close()
 
 

@@ -1,0 +1,326 @@
+"""A σ (or median-window) slider that recomputes in the reader's browser, on a static page with no kernel.
+
+The filter, the defended CNN's forward and backward pass and the paper's attack run in plain JavaScript
+(``src/js/live_slider.js``, an anywidget-shaped ES module). This module gives it what it needs:
+
+* :func:`export_network` — the layer list and weights of a trained ``small_cnn``-like model (conv2d "same",
+  max-pooling, flatten, dense; the filter layer is left out: the browser applies the slider's filter itself).
+  Weights stay exact float32, stored as byte planes and zlib-compressed: 1.43 MB per small CNN (1.91 MB as
+  base64) instead of 1.69 MB (2.25 MB). ``bits=28`` would round them (relative error ≤ 2**-20, 1.67 MB as base64),
+  but then max-pooling breaks some near-ties differently from Keras and an attack drifts from Python's by ~1e-3
+  in ‖δ‖₂ after 8 steps (measured), against ~1e-8 with the exact weights.
+* :func:`write_weights_script` — one ``<key>.js`` file per model that assigns the weights to a global, so the
+  page loads it with ``<script src>`` (works from ``file://``); the page loads a model only when the slider
+  first needs it.
+* :func:`bundle_script` — ``live-slider.js``: the module's text and the loader, written by the book build.
+* :func:`browser_slider` — trains or loads (cached, :func:`helpers.train.fit_cached`) the defended model of
+  every grid value, writes their weights files, and returns the HTML for a notebook cell.
+* :func:`reference_filter`, :func:`model_at` — the Python side the browser test compares with.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from helpers.data import Dataset
+from helpers.filters import GaussianBlur, MedianFilter, defence_label, parse_defence
+from helpers.validate import check_choice, check_float, check_images, check_int
+
+KINDS = ("gaussian", "median")
+SYMBOL = {"gaussian": "σ", "median": "s"}
+ENCODING = "float32-planes-zlib"
+JS_DIR = Path(__file__).resolve().parent.parent / "js"
+ESM_FILE = JS_DIR / "live_slider.js"
+LOADER_FILE = JS_DIR / "live_slider_loader.js"
+CSS_CLASS = "live-slider-browser"
+WEIGHTS_GLOBAL = "liveSliderWeights"
+GAUSSIAN_RANGE = (0.0, 4.0, 0.01)  # min, max, step of the σ slider
+MEDIAN_WINDOWS = (1, 9)  # smallest and largest window of the median slider
+FILTER_LAYERS = (GaussianBlur, MedianFilter)
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def encode_parameters(values: np.ndarray, *, bits: int = 32) -> str:
+    """Flat float32 parameters → base64 text: each value rounded to its top ``bits`` bits (round to nearest;
+    32 keeps them exact), split into four byte planes (highest byte of every value first), zlib-compressed.
+    The planes put the sign and exponent bytes together, which compress well; the dropped bits are zeros."""
+    bits = check_int("bits", bits, minimum=16, maximum=32)
+    flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("values: the parameters contain NaN or infinity")
+    words = flat.view(np.uint32).astype(np.uint64)
+    drop = 32 - bits
+    if drop:
+        words = np.minimum(((words + (1 << (drop - 1))) >> drop) << drop, 0xFFFFFFFF)
+    planes = np.stack([(words >> shift) & 0xFF for shift in (24, 16, 8, 0)]).astype(np.uint8)
+    return base64.b64encode(zlib.compress(planes.tobytes(), 9)).decode("ascii")
+
+
+def decode_parameters(text: str) -> np.ndarray:
+    """Inverse of :func:`encode_parameters` (what the browser does): base64 text → flat float32 array."""
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected base64 text, got {type(text).__name__}")
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8).reshape(4, -1).astype(np.uint32)
+    return ((planes[0] << 24) | (planes[1] << 16) | (planes[2] << 8) | planes[3]).view(np.float32)
+
+
+def network_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers the browser runs: everything after the input and the filter, checked to be supported."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
+    layers = [layer for layer in model.layers if not isinstance(layer, (keras.layers.InputLayer, *FILTER_LAYERS))]
+    for layer in layers:
+        _layer_spec(layer, offset=0)  # raises on anything the browser cannot run
+    if not layers or not isinstance(layers[-1], keras.layers.Dense):
+        raise ValueError(f"model: {model.name} must end with a Dense layer of logits")
+    return layers
+
+
+def _activation(layer: keras.layers.Layer) -> str:
+    name = getattr(layer.activation, "__name__", str(layer.activation))
+    if name not in ("relu", "linear"):
+        raise ValueError(f"model: layer {layer.name} has activation {name!r}; the browser supports relu and linear")
+    return name
+
+
+def _layer_spec(layer: keras.layers.Layer, *, offset: int) -> dict[str, Any]:
+    if isinstance(layer, keras.layers.Conv2D) and type(layer) is keras.layers.Conv2D:
+        if layer.padding != "same" or tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1) \
+                or layer.data_format != "channels_last" or layer.groups != 1:
+            raise ValueError(f"model: conv layer {layer.name} must be 'same', stride 1, channels_last for the browser")
+        kind = "conv2d"
+    elif isinstance(layer, keras.layers.MaxPooling2D):
+        if layer.padding != "valid" or tuple(layer.strides) != tuple(layer.pool_size) or layer.data_format != "channels_last":
+            raise ValueError(f"model: pooling layer {layer.name} must be 'valid' with strides = pool size for the browser")
+        return {"type": "max_pool", "name": layer.name, "pool_size": list(layer.pool_size)}
+    elif isinstance(layer, keras.layers.Flatten):
+        return {"type": "flatten", "name": layer.name}
+    elif isinstance(layer, keras.layers.Dense):
+        kind = "dense"
+    else:
+        raise ValueError(f"model: layer {layer.name} ({type(layer).__name__}) is not supported by the browser slider")
+    spec = {"type": kind, "name": layer.name, "activation": _activation(layer),
+            "kernel_shape": list(layer.kernel.shape), "kernel": {"offset": offset, "size": int(np.prod(layer.kernel.shape))}}
+    if layer.use_bias:
+        spec["bias"] = {"offset": offset + spec["kernel"]["size"], "size": int(np.prod(layer.bias.shape))}
+    return spec
+
+
+def export_network(model: keras.Model, *, bits: int = 32) -> dict[str, Any]:
+    """``{"layers": [...], "encoding": ..., "bits": ..., "data": base64}``: what :func:`write_weights_script` stores."""
+    specs, arrays, offset = [], [], 0
+    for layer in network_layers(model):
+        spec = _layer_spec(layer, offset=offset)
+        specs.append(spec)
+        for name in ("kernel", "bias"):
+            if name in spec:
+                arrays.append(np.asarray(getattr(layer, name).numpy(), dtype=np.float32).ravel())
+                offset += spec[name]["size"]
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, np.float32)
+    return {"layers": specs, "encoding": ENCODING, "bits": bits, "data": encode_parameters(flat, bits=bits)}
+
+
+def decode_network(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layer specs of :func:`export_network` with their ``kernel``/``bias`` arrays decoded (for tests)."""
+    if not isinstance(payload, dict) or not {"layers", "encoding", "data"} <= payload.keys():
+        raise ValueError("payload: expected the dict returned by export_network (layers, encoding, data)")
+    if payload["encoding"] != ENCODING:
+        raise ValueError(f"payload: unknown encoding {payload['encoding']!r}; expected {ENCODING!r}")
+    flat = decode_parameters(payload["data"])
+    layers = []
+    for spec in payload["layers"]:
+        layer = dict(spec)
+        for name in ("kernel", "bias"):
+            if name in spec:
+                part = flat[spec[name]["offset"] : spec[name]["offset"] + spec[name]["size"]]
+                layer[name] = part.reshape(spec["kernel_shape"] if name == "kernel" else -1)
+        layers.append(layer)
+    return layers
+
+
+def weights_script(payload: dict[str, Any], *, key: str) -> str:
+    """JavaScript that stores ``payload`` as ``window.liveSliderWeights[key]``."""
+    if not isinstance(key, str) or not key or not all(c.isalnum() or c in "-_." for c in key):
+        raise ValueError(f"key: expected letters, digits, '-', '_' or '.', got {key!r}")
+    return (f"(window.{WEIGHTS_GLOBAL} = window.{WEIGHTS_GLOBAL} || {{}})[{json.dumps(key)}] = "
+            f"{json.dumps(payload, separators=(',', ':'))};\n")
+
+
+def write_weights_script(model: keras.Model, *, key: str, directory: str | os.PathLike[str], bits: int = 32) -> Path:
+    """Write ``<directory>/<key>.js`` (atomically; kept if it already holds the same content)."""
+    text = weights_script(export_network(model, bits=bits), key=key)
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.js"
+    if path.exists() and path.read_text() == text:
+        return path
+    tmp = folder / f".{key}.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- the page
+
+
+def filter_spec(kind: str, value: float) -> str:
+    """The defence spec of the slider at ``value``: ``filter_spec("gaussian", 0.7)`` → 'gaussian:0.7'."""
+    kind = check_choice("kind", kind, KINDS)
+    if kind == "gaussian":
+        value = check_float("value", value, minimum=0.0, maximum=64.0)
+        return "none" if value == 0 else f"gaussian:{value!r}"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # the slider reports windows as numbers: 5.0 is the window 5
+    value = check_int("value", value, minimum=1, maximum=31)
+    if value % 2 == 0:
+        raise ValueError(f"value: the median window must be a positive odd integer, got {value}")
+    return "none" if value == 1 else f"median:{value}"
+
+
+def grid_values(kind: str, grid: Sequence[float]) -> list[float]:
+    """The slider values of the trained models: the grid plus the unfiltered model (σ = 0 or window 1)."""
+    kind = check_choice("kind", kind, KINDS)
+    if not isinstance(grid, (list, tuple)) or not grid:
+        raise TypeError(f"grid: expected a non-empty list of {SYMBOL[kind]} values, got {grid!r}")
+    values = {0.0 if kind == "gaussian" else 1.0}
+    for value in grid:
+        filter_spec(kind, value)
+        values.add(float(value))
+    return sorted(values)
+
+
+def slider_state(
+    *, kind: str, models: Sequence[dict[str, Any]], digits: np.ndarray, labels: Sequence[int],
+    class_names: Sequence[str], step: float, max_steps: int, value: float | None = None,
+) -> dict[str, Any]:
+    """The traits the ES module reads (see the head of ``src/js/live_slider.js``)."""
+    kind = check_choice("kind", kind, KINDS)
+    digits = check_images("digits", digits)
+    if len(labels) != len(digits):
+        raise ValueError(f"labels: expected {len(digits)} labels, got {len(labels)}")
+    step = check_float("step", step, minimum=0.0, strict_minimum=True)
+    max_steps = check_int("max_steps", max_steps, minimum=0)
+    if not models:
+        raise ValueError("models: expected at least one model description")
+    low, high, slider_step = GAUSSIAN_RANGE if kind == "gaussian" else (*MEDIAN_WINDOWS, 2)
+    if value is None:
+        value = 1.5 if kind == "gaussian" else 3
+    value = check_float("value", value, minimum=low, maximum=high)
+    return {
+        "kind": kind, "symbol": SYMBOL[kind], "value": value, "min": low, "max": high, "slider_step": slider_step,
+        "truncate": 4.0, "models": list(models), "class_names": list(class_names), "step": step, "max_steps": max_steps,
+        "digits": {"shape": list(digits.shape), "labels": [int(v) for v in labels],
+                   "data": base64.b64encode(np.ascontiguousarray(digits, dtype="<f4").tobytes()).decode("ascii")},
+    }
+
+
+def bundle_script() -> str:
+    """``live-slider.js``: the ES module's text (as ``window.liveSliderESM``) followed by the loader.
+
+    The book build writes it into ``_static/live-slider/`` (``book/_ext/live_slider_assets.py``), so the pages
+    always carry the current ``src/js`` code, whichever notebooks were re-executed."""
+    esm, loader = ESM_FILE.read_text(), LOADER_FILE.read_text()
+    head = "// Generated from src/js/live_slider.js (the ES module) and src/js/live_slider_loader.js; do not edit.\n"
+    return f"{head}window.liveSliderESM = window.liveSliderESM || {json.dumps(esm)};\n{loader}"
+
+
+def slider_html(state: dict[str, Any], *, script_url: str = "../../_static/live-slider/live-slider.js") -> str:
+    """The HTML of one slider: its container, its state as JSON, and ``<script src=script_url>`` (the bundle)."""
+    if not isinstance(state, dict) or "kind" not in state:
+        raise ValueError("state: expected the dict returned by slider_state")
+    if not isinstance(script_url, str) or not script_url.endswith(".js"):
+        raise ValueError(f"script_url: expected the URL of live-slider.js relative to the page, got {script_url!r}")
+    # "<" escaped as \u003c keeps "</script>" (and "<!--") out of the JSON block; JSON.parse restores it.
+    data = json.dumps(state, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
+    noscript = "The live slider needs JavaScript; the precomputed slider above works without it."
+    return (f'<div class="{CSS_CLASS}" data-status="starting"><noscript>{html.escape(noscript)}</noscript></div>'
+            f'<script type="application/json" class="live-slider-state">{data}</script>'
+            f'<script src="{html.escape(script_url)}"></script>')
+
+
+def browser_slider(
+    data: Dataset,
+    *,
+    kind: str,
+    grid: Sequence[float],
+    arch: str,
+    epochs: int,
+    batch_size: int,
+    train_seed: int,
+    step: float = 0.1,
+    max_steps: int = 1000,
+    n_digits: int = 6,
+    value: float | None = None,
+    cache_dir: str | os.PathLike[str] = "data/models",
+    weights_dir: str | os.PathLike[str] = "book/_static/live-slider/models",
+    script_url: str = "../../_static/live-slider/live-slider.js",
+):
+    """The browser slider for a notebook cell (an ``IPython.display.HTML``).
+
+    For every value of ``grid`` (plus the unfiltered model) it takes the defended model that the training chapter
+    trains — ``fit_cached(arch, data, defence=spec, epochs=epochs, batch_size=batch_size, seed=train_seed)``,
+    from the cache when it exists — writes its weights to ``weights_dir/<model file stem>.js`` (the page loads
+    them from ``models/`` beside ``script_url``), and embeds the first ``n_digits`` test digits. In the page, the slider filters those digits with any value, classifies them
+    with the model of the nearest grid value, and attacks them.
+    """
+    from IPython.display import HTML
+
+    from helpers.evaluate import clean_accuracy
+    from helpers.train import fit_cached
+
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data: expected a helpers.data.Dataset, got {type(data).__name__}")
+    kind = check_choice("kind", kind, KINDS)
+    values = grid_values(kind, grid)
+    n_digits = check_int("n_digits", n_digits, minimum=1, maximum=min(32, len(data.x_test)))
+    models = []
+    for grid_value in values:
+        spec = filter_spec(kind, int(grid_value) if kind == "median" else grid_value)
+        fit = fit_cached(arch, data, defence=spec, epochs=epochs, batch_size=batch_size, seed=train_seed,
+                         cache_dir=cache_dir, verbose=0)
+        key = fit.path.stem
+        write_weights_script(fit.model, key=key, directory=weights_dir)
+        models.append({"key": key, "spec": spec, "value": grid_value, "label": defence_label(spec),
+                       "accuracy": clean_accuracy(fit.model, data.x_test, data.y_test)})
+    state = slider_state(kind=kind, models=models, digits=data.x_test[:n_digits], labels=data.y_test[:n_digits],
+                         class_names=data.class_names, step=step, max_steps=max_steps, value=value)
+    return HTML(slider_html(state, script_url=script_url))
+
+
+# ---------------------------------------------------------------------------------------------- references
+
+
+def reference_filter(kind: str, value: float, images: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage`` at the slider's value (mode "reflect", truncate 4.0), per image and channel."""
+    from scipy import ndimage
+
+    spec = filter_spec(kind, value)
+    images = check_images("images", images, value_range=None)
+    if spec == "none":
+        return images.copy()
+    if kind == "gaussian":
+        return ndimage.gaussian_filter(images, sigma=(0, float(value), float(value), 0), mode="reflect", truncate=4.0)
+    return ndimage.median_filter(images, size=(1, int(value), int(value), 1), mode="reflect")
+
+
+def model_at(model: keras.Model, *, kind: str, value: float) -> keras.Model:
+    """``model``'s layers (shared weights) behind the filter of the slider's value instead of its own filter."""
+    layer = parse_defence(filter_spec(kind, value))
+    layers = network_layers(model)
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    x = layer(inputs) if layer is not None else inputs
+    for part in layers:
+        x = part(x)
+    return keras.Model(inputs, x, name=f"{model.name}_at_{kind}_{value:g}".replace(".", "p"))
