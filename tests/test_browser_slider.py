@@ -80,10 +80,10 @@ def test_export_refuses_layers_the_browser_cannot_run():
 
 
 def test_reference_filter_and_model_at_match_the_keras_filter_layers(cnn, digits):
-    from helpers.filters import apply_defence
+    from helpers.filters import Defence
 
-    assert np.abs(bs.reference_filter("gaussian", 0.7, digits) - apply_defence("gaussian:0.7", digits)).max() < 1e-5
-    assert np.array_equal(bs.reference_filter("median", 5, digits), apply_defence("median:5", digits))
+    assert np.abs(bs.reference_filter("gaussian", 0.7, digits) - Defence.parse("gaussian:0.7").apply(digits)).max() < 1e-5
+    assert np.array_equal(bs.reference_filter("median", 5, digits), Defence.parse("median:5").apply(digits))
     same = bs.model_at(cnn, kind="gaussian", value=1.5)
     assert np.abs(same.predict(digits, verbose=0) - cnn.predict(digits, verbose=0)).max() < 1e-5
     assert bs.grid_values("median", [3, 5]) == [1.0, 3.0, 5.0]

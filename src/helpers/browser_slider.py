@@ -33,20 +33,20 @@ import keras
 import numpy as np
 
 from helpers.data import Dataset
-from helpers.filters import GaussianBlur, MedianFilter, defence_label, parse_defence
+from helpers.filters import Defence, filter_kind, is_filter_layer
 from helpers.validate import check_choice, check_float, check_images, check_int
 
+# The filter kinds src/js/live_slider.js implements (a new kind in helpers.filters needs its JavaScript too),
+# with each slider's (min, max, step) and starting value.
 KINDS = ("gaussian", "median")
-SYMBOL = {"gaussian": "σ", "median": "s"}
+RANGES = {"gaussian": (0.0, 4.0, 0.01), "median": (1.0, 9.0, 2)}
+START = {"gaussian": 1.5, "median": 3}
 ENCODING = "float32-planes-zlib"
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 ESM_FILE = JS_DIR / "live_slider.js"
 LOADER_FILE = JS_DIR / "live_slider_loader.js"
 CSS_CLASS = "live-slider-browser"
 WEIGHTS_GLOBAL = "liveSliderWeights"
-GAUSSIAN_RANGE = (0.0, 4.0, 0.01)  # min, max, step of the σ slider
-MEDIAN_WINDOWS = (1, 9)  # smallest and largest window of the median slider
-FILTER_LAYERS = (GaussianBlur, MedianFilter)
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -80,7 +80,7 @@ def network_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers the browser runs: everything after the input and the filter, checked to be supported."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
-    layers = [layer for layer in model.layers if not isinstance(layer, (keras.layers.InputLayer, *FILTER_LAYERS))]
+    layers = [layer for layer in model.layers if not (isinstance(layer, keras.layers.InputLayer) or is_filter_layer(layer))]
     for layer in layers:
         _layer_spec(layer, offset=0)  # raises on anything the browser cannot run
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
@@ -177,24 +177,25 @@ def write_weights_script(model: keras.Model, *, key: str, directory: str | os.Pa
 
 def filter_spec(kind: str, value: float) -> str:
     """The defence spec of the slider at ``value``: ``filter_spec("gaussian", 0.7)`` → 'gaussian:0.7'."""
+    return str(slider_defence(kind, value))
+
+
+def slider_defence(kind: str, value: float) -> Defence:
+    """The :class:`~helpers.filters.Defence` of the slider at ``value`` (its identity value is no filter)."""
     kind = check_choice("kind", kind, KINDS)
-    if kind == "gaussian":
-        value = check_float("value", value, minimum=0.0, maximum=64.0)
-        return "none" if value == 0 else f"gaussian:{value!r}"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # the slider reports windows as numbers: 5.0 is the window 5
-    value = check_int("value", value, minimum=1, maximum=31)
-    if value % 2 == 0:
-        raise ValueError(f"value: the median window must be a positive odd integer, got {value}")
-    return "none" if value == 1 else f"median:{value}"
+    value = check_float("value", value, minimum=0.0, maximum=64.0)
+    try:
+        return Defence.of(kind, value)
+    except ValueError as error:
+        raise ValueError(f"value: {str(error).removeprefix('defence: ')}") from None
 
 
 def grid_values(kind: str, grid: Sequence[float]) -> list[float]:
     """The slider values of the trained models: the grid plus the unfiltered model (σ = 0 or window 1)."""
     kind = check_choice("kind", kind, KINDS)
     if not isinstance(grid, (list, tuple)) or not grid:
-        raise TypeError(f"grid: expected a non-empty list of {SYMBOL[kind]} values, got {grid!r}")
-    values = {0.0 if kind == "gaussian" else 1.0}
+        raise TypeError(f"grid: expected a non-empty list of {filter_kind(kind).symbol} values, got {grid!r}")
+    values = {filter_kind(kind).identity}
     for value in grid:
         filter_spec(kind, value)
         values.add(float(value))
@@ -214,12 +215,12 @@ def slider_state(
     max_steps = check_int("max_steps", max_steps, minimum=0)
     if not models:
         raise ValueError("models: expected at least one model description")
-    low, high, slider_step = GAUSSIAN_RANGE if kind == "gaussian" else (*MEDIAN_WINDOWS, 2)
+    low, high, slider_step = RANGES[kind]
     if value is None:
-        value = 1.5 if kind == "gaussian" else 3
+        value = START[kind]
     value = check_float("value", value, minimum=low, maximum=high)
     return {
-        "kind": kind, "symbol": SYMBOL[kind], "value": value, "min": low, "max": high, "slider_step": slider_step,
+        "kind": kind, "symbol": filter_kind(kind).symbol, "value": value, "min": low, "max": high, "slider_step": slider_step,
         "truncate": 4.0, "models": list(models), "class_names": list(class_names), "step": step, "max_steps": max_steps,
         "digits": {"shape": list(digits.shape), "labels": [int(v) for v in labels],
                    "data": base64.b64encode(np.ascontiguousarray(digits, dtype="<f4").tobytes()).decode("ascii")},
@@ -287,12 +288,12 @@ def browser_slider(
     n_digits = check_int("n_digits", n_digits, minimum=1, maximum=min(32, len(data.x_test)))
     models = []
     for grid_value in values:
-        spec = filter_spec(kind, int(grid_value) if kind == "median" else grid_value)
+        spec = filter_spec(kind, grid_value)
         fit = fit_cached(arch, data, defence=spec, epochs=epochs, batch_size=batch_size, seed=train_seed,
                          cache_dir=cache_dir, verbose=0)
         key = fit.path.stem
         write_weights_script(fit.model, key=key, directory=weights_dir)
-        models.append({"key": key, "spec": spec, "value": grid_value, "label": defence_label(spec),
+        models.append({"key": key, "spec": spec, "value": grid_value, "label": Defence.parse(spec).label,
                        "accuracy": clean_accuracy(fit.model, data.x_test, data.y_test)})
     state = slider_state(kind=kind, models=models, digits=data.x_test[:n_digits], labels=data.y_test[:n_digits],
                          class_names=data.class_names, step=step, max_steps=max_steps, value=value)
@@ -304,20 +305,13 @@ def browser_slider(
 
 def reference_filter(kind: str, value: float, images: np.ndarray) -> np.ndarray:
     """``scipy.ndimage`` at the slider's value (mode "reflect", truncate 4.0), per image and channel."""
-    from scipy import ndimage
-
-    spec = filter_spec(kind, value)
     images = check_images("images", images, value_range=None)
-    if spec == "none":
-        return images.copy()
-    if kind == "gaussian":
-        return ndimage.gaussian_filter(images, sigma=(0, float(value), float(value), 0), mode="reflect", truncate=4.0)
-    return ndimage.median_filter(images, size=(1, int(value), int(value), 1), mode="reflect")
+    return slider_defence(kind, value).reference(images).copy()
 
 
 def model_at(model: keras.Model, *, kind: str, value: float) -> keras.Model:
     """``model``'s layers (shared weights) behind the filter of the slider's value instead of its own filter."""
-    layer = parse_defence(filter_spec(kind, value))
+    layer = slider_defence(kind, value).layer()
     layers = network_layers(model)
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     x = layer(inputs) if layer is not None else inputs
