@@ -232,3 +232,20 @@ def test_transfer_rates_and_input_gradient(trained, correct_subset):
     assert transfer_rates(trained.model, labels[:20], images[:20], targets[:20]) == {"still_target": 0.0, "correct": 1.0}
     grad = input_gradient(trained.model, images[:3], labels[:3])
     assert grad.shape == images[:3].shape and np.isfinite(grad).all() and (np.abs(grad).reshape(3, -1).max(axis=1) > 0).all()
+
+
+def test_gradient_reach_counts_add_up_and_the_gaussian_moves_everything():
+    from helpers.adaptive import gradient_reach
+
+    keras.utils.set_random_seed(0)
+    images = np.zeros((3, 12, 12, 1), np.float32)
+    images[:, 3:9, 5:7] = 1.0  # a stroke on a background of exact zeros, like a digit
+    targets = np.array([1, 2, 3])
+    median = gradient_reach(build_model("small_cnn", input_shape=(12, 12, 1), num_classes=10, defence="median:3"), images, targets)
+    gauss = gradient_reach(build_model("small_cnn", input_shape=(12, 12, 1), num_classes=10, defence="gaussian:1.5"), images, targets)
+    for counts in (median, gauss):
+        np.testing.assert_array_equal(counts["clipped"] + counts["inert"] + counts["moves"], counts["nonzero"])
+    assert (gauss["inert"] == 0).all() and (gauss["nonzero"] == 144).all()  # a linear filter: every step shows
+    assert (median["inert"] > 0).any()  # ties at zero: steps the median swallows
+    with pytest.raises(ValueError, match="model"):
+        gradient_reach(build_model("small_cnn", input_shape=(12, 12, 1), num_classes=10), images, targets)

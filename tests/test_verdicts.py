@@ -95,10 +95,15 @@ def test_one_image_of_slack_only():
 
 
 def test_verdict_rows_cover_every_claim_in_order():
-    rows = verdict_rows({"C3": {"verdict": "refuted", "evidence": "x"}})
-    assert [r["claim"].split(":")[0] for r in rows] == list(CLAIMS)
-    assert set(rows[0]) == {"claim", "verdict", "evidence"}
+    rows = verdict_rows({"C3": {"verdict": "refuted", "evidence": "x"},
+                         "C5": [{"verdict": "refuted", "evidence": "a", "measure": "paper", "effect": -0.2, "low": -0.3, "high": -0.1},
+                                {"verdict": "inconclusive", "evidence": "b", "measure": "strongest"}]})
+    assert [r["claim"].split(":")[0] for r in rows] == [*CLAIMS][:5] + ["C5", "C6"]
+    from helpers.results import VERDICTS
+
+    assert list(rows[0]) == VERDICTS.column_names  # the layout of verdicts.csv
     assert rows[2]["verdict"] == "refuted" and rows[0]["verdict"] == "inconclusive"
+    assert rows[4]["measure"] == "paper" and rows[4]["effect"] == -0.2 and rows[5]["measure"] == "strongest"
     with pytest.raises(ValueError, match="verdict"):
         verdict_rows({"C1": {"verdict": "maybe", "evidence": ""}})
 
@@ -114,22 +119,31 @@ def _rms(centre, n=40, spread=0.001):
     [
         (_rms(0.05), _rms(0.02), 0.9, "confirmed"),  # clearly larger
         (_rms(0.02), _rms(0.05), 0.9, "refuted"),  # clearly smaller
-        (_rms(0.030), _rms(0.0301), 0.9, "inconclusive"),  # intervals overlap
+        (_rms(0.030, spread=0.01), _rms(0.029, spread=0.01), 0.9, "inconclusive"),  # intervals straddle the 10 % line
         (_rms(0.05), _rms(0.02), 0.5, "inconclusive"),  # models too weak to compare
     ],
 )
 def test_architecture_rule(vgg, inc, accuracy, verdict):
     from helpers.verdicts import architecture_verdict
 
-    result = architecture_verdict({"vgg16": accuracy, "inception_v3": accuracy}, {"vgg16": vgg, "inception_v3": inc})
-    assert result["verdict"] == verdict
+    result = architecture_verdict({"vgg16": accuracy, "inception_v3": accuracy}, {"vgg16": vgg, "inception_v3": inc},
+                                  sizes={"vgg16": 75, "inception_v3": 75})
+    assert result["verdict"] == verdict, result
     assert ("too weak" in result["evidence"]) == (accuracy < 0.6)
 
 
-def test_architecture_rule_needs_both_models():
+def test_architecture_rule_needs_both_models_the_same_size_and_a_majority_of_successes():
     from helpers.verdicts import architecture_verdict
 
-    assert architecture_verdict({"vgg16": 0.9}, {"vgg16": _rms(0.05)})["verdict"] == "inconclusive"
+    sizes = {"vgg16": 75, "inception_v3": 75}
+    assert architecture_verdict({"vgg16": 0.9}, {"vgg16": _rms(0.05)}, sizes=sizes)["verdict"] == "inconclusive"
+    rms = {"vgg16": _rms(0.05), "inception_v3": _rms(0.02)}
+    other = architecture_verdict({"vgg16": 0.9, "inception_v3": 0.9}, rms, sizes={"vgg16": 32, "inception_v3": 75})
+    assert other["verdict"] == "inconclusive" and "different image sizes" in other["evidence"]
+    failing = dict(rms, vgg16=np.where(np.arange(40) < 25, np.inf, rms["vgg16"]))  # 25 of 40 failed
+    assert "half of the images or fewer" in architecture_verdict({"vgg16": 0.9, "inception_v3": 0.9}, failing, sizes=sizes)["evidence"]
+    some = dict(rms, vgg16=np.where(np.arange(40) < 5, np.inf, rms["vgg16"]))  # failures count as infinitely far
+    assert architecture_verdict({"vgg16": 0.9, "inception_v3": 0.9}, some, sizes=sizes)["verdict"] == "confirmed"
 
 
 # --- C3–C5: chapter 5's score table ----------------------------------------------------------------------------
@@ -177,3 +191,48 @@ def test_paper_choice_rule():
     assert paper_choice_verdict(far)["verdict"] == "refuted"
     assert paper_choice_verdict(base)["verdict"] == "inconclusive"
     assert best_by_kind(far) == {"best_defence": "gaussian:3", "best_gaussian": "gaussian:3", "best_median": "median:3"}
+
+
+# --- Interval rules (C3–C5 on both measures) -------------------------------------------------------------------
+
+from helpers.verdicts import (  # noqa: E402
+    Estimate,
+    best_filter_verdict,
+    decide,
+    keeps_accuracy_and_enlarges_verdict,
+    more_accurate_verdict,
+)
+
+
+@pytest.mark.parametrize(
+    "estimate, verdict",
+    [
+        (Estimate(0.15, 0.05, 0.25), "confirmed"),  # interval above 0, effect above 10 %
+        (Estimate(0.05, 0.01, 0.09), "refuted"),  # real but too small to matter: the whole interval below 10 %
+        (Estimate(0.15, -0.02, 0.30), "inconclusive"),  # overlaps 0: never "partly"
+        (Estimate(0.08, 0.01, 0.20), "inconclusive"),  # above 0 but the effect is under 10 % and 10 % not excluded
+        (Estimate(-0.2, -0.3, -0.1), "refuted"),
+        (Estimate(float("nan"), 0.1, 0.2), "inconclusive"),
+    ],
+)
+def test_decide(estimate, verdict):
+    assert decide(estimate, minimum=0.10) == verdict
+
+
+def test_keeps_accuracy_and_enlarges():
+    big = Estimate(0.2, 0.1, 0.3)
+    assert keeps_accuracy_and_enlarges_verdict(Estimate(-0.005, -0.015, 0.005), big)[0] == "confirmed"
+    assert keeps_accuracy_and_enlarges_verdict(Estimate(-0.01, -0.03, 0.01), big)[0] == "inconclusive"  # may lose > 2 points
+    assert keeps_accuracy_and_enlarges_verdict(Estimate(-0.05, -0.06, -0.04), big)[0] == "refuted"  # loses > 2 points
+    assert keeps_accuracy_and_enlarges_verdict(Estimate(0.0, -0.01, 0.01), Estimate(0.02, 0.0, 0.05))[0] == "refuted"
+    verdict, rule = keeps_accuracy_and_enlarges_verdict(Estimate(0.0, -0.01, 0.01), Estimate(0.2, -0.1, 0.5))
+    assert verdict == "inconclusive" and "2%" in rule and "10%" in rule
+
+
+def test_more_accurate_and_best_filter():
+    assert more_accurate_verdict(Estimate(0.03, 0.021, 0.04))[0] == "confirmed"
+    assert more_accurate_verdict(Estimate(0.01, 0.005, 0.015))[0] == "refuted"  # a 2-point gain is excluded
+    assert more_accurate_verdict(Estimate(0.02, -0.01, 0.05))[0] == "inconclusive"
+    assert best_filter_verdict(Estimate(0.2, 0.12, 0.3))[0] == "confirmed"
+    assert best_filter_verdict(Estimate(-0.1, -0.15, -0.05))[0] == "refuted"  # the rival is better
+    assert best_filter_verdict(Estimate(0.02, -0.03, 0.06))[0] == "inconclusive"  # a tie is not refuted

@@ -415,3 +415,43 @@ def robustness_study(
             attacks[name]["BPDA"] = pgd_l2(bpda_model(model), images, labels, budgets=budgets, steps=steps)
         noise[name] = random_noise(model, images, labels, budgets=budgets, draws=noise_draws, seed=seed)
     return RobustnessStudy(budgets=_check_budgets(budgets), attacks=attacks, noise=noise)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Where the gradient through a filter can move the filtered image
+# --------------------------------------------------------------------------------------------------------------
+
+
+def gradient_reach(model: keras.Model, images: np.ndarray, targets: np.ndarray, *, epsilon: float = 0.05) -> dict[str, np.ndarray]:
+    """Per image, for the paper's targeted loss and a model whose first layer is a filter: how many pixels have a
+    non-zero input gradient; of those, how many have a descent step (``epsilon`` against the gradient's sign) that
+    clipping to [0, 1] cancels; and of the rest, how many change the *filtered* image when moved alone.
+
+    A median passes the gradient to whichever pixel its sort lists as the median, also where neighbours tie at 0
+    (most of an MNIST digit): many such steps leave the median, and so the filtered image, unchanged.
+    """
+    num_classes = check_classifier(model)
+    images = check_model_images(model, images)
+    targets = check_labels("targets", targets, length=len(images), num_classes=num_classes).astype(np.int32)
+    epsilon = check_float("epsilon", epsilon, minimum=0.0, maximum=1.0, strict_minimum=True)
+    layers = filter_layers(model)
+    if not layers:
+        raise ValueError(f"model: {model.name} has no filter layer")
+    _, grad = loss_and_gradient(model, tf.constant(images), tf.constant(targets), "cross_entropy")
+    grad = grad.numpy().reshape(len(images), -1)
+    counts = {k: np.zeros(len(images), dtype=np.int64) for k in ("nonzero", "clipped", "inert", "moves")}
+    for i, image in enumerate(images):
+        flat = image.reshape(-1)
+        nonzero = np.flatnonzero(grad[i])
+        moved = np.clip(flat[nonzero] - epsilon * np.sign(grad[i, nonzero]), 0.0, 1.0)
+        live = moved != flat[nonzero]
+        pixels, values = nonzero[live], moved[live]
+        batch = np.repeat(flat[None], len(pixels), axis=0)
+        batch[np.arange(len(pixels)), pixels] = values
+        base = np.asarray(layers[0](image[None]))
+        parts = [np.any(np.asarray(layers[0](batch[j : j + 512].reshape(-1, *image.shape))) != base, axis=(1, 2, 3))
+                 for j in range(0, len(pixels), 512)]
+        changed = np.concatenate(parts).astype(bool) if parts else np.zeros(0, bool)
+        counts["nonzero"][i], counts["clipped"][i] = len(nonzero), int((~live).sum())
+        counts["moves"][i], counts["inert"][i] = int(changed.sum()), int((~changed).sum())
+    return counts

@@ -23,7 +23,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass
 class Dataset:
-    """Images (float32, NHWC, values in [0, 1]) and integer labels, split into train and test."""
+    """Images (float32, NHWC, values in [0, 1]) and integer labels, split into train, validation and test.
+
+    The validation images come out of the training share (none unless ``validation_fraction`` is given): they
+    follow training and make every choice (best σ, best window), so that test images judge only."""
 
     name: str
     x_train: np.ndarray
@@ -32,6 +35,8 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     skipped_files: int = 0
+    x_val: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 1), np.float32), repr=False)
+    y_val: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -57,6 +62,7 @@ def load_dataset(
     seed: int = 0,
     test_fraction: float = 0.2,
     n_images: int | None = None,
+    validation_fraction: float = 0.0,
 ) -> Dataset:
     """Load one of the offline data sets.
 
@@ -68,6 +74,7 @@ def load_dataset(
         test_fraction: share of each class held out for testing, in (0, 1).
         n_images: use only this many images in all (stratified); for shapes, how many to generate
             (default 3 000).
+        validation_fraction: share of each class of the *training* images held out for validation, in [0, 0.9).
 
     >>> data = load_dataset("digits")
     >>> data.x_train.shape[1:], data.num_classes
@@ -81,6 +88,7 @@ def load_dataset(
     test_fraction = check_float("test_fraction", test_fraction, minimum=0.0, maximum=0.9, strict_minimum=True)
     if n_images is not None:
         n_images = check_int("n_images", n_images, minimum=10)
+    validation_fraction = check_float("validation_fraction", validation_fraction, minimum=0.0, maximum=0.9)
 
     skipped = 0
     if name == "mnist":
@@ -107,6 +115,10 @@ def load_dataset(
         zoom = (1, image_size / images.shape[1], image_size / images.shape[2], 1)
         images = np.clip(ndimage.zoom(images, zoom, order=1), 0.0, 1.0).astype(np.float32)
     train, test = _stratified_split(labels, test_fraction, rng)
+    val = train[:0]
+    if validation_fraction > 0:
+        keep, held = _stratified_split(labels[train], validation_fraction, rng)
+        train, val = train[keep], train[held]
     return Dataset(
         name=name,
         x_train=images[train],
@@ -115,6 +127,8 @@ def load_dataset(
         y_test=labels[test],
         class_names=tuple(class_names),
         skipped_files=skipped,
+        x_val=images[val],
+        y_val=labels[val],
     )
 
 

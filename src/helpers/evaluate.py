@@ -104,6 +104,20 @@ def attack_evaluation(
     )
 
 
+# A change of one pixel by more than this is taken as just noticeable (the common L∞ budget of 'small' changes).
+JND = 8 / 255
+
+
+def perceptibility(images: np.ndarray, adversarial: np.ndarray, *, jnd: float = JND) -> dict[str, np.ndarray]:
+    """Per image: the RMS change per pixel, the largest change (L∞), and the share of pixels changed by more than
+    ``jnd`` — three views of how visible a perturbation is, all in [0, 1] pixel units."""
+    images, adversarial = check_images("images", images, value_range=None), check_images("adversarial", adversarial, value_range=None)
+    if images.shape != adversarial.shape:
+        raise ValueError(f"adversarial: shape {adversarial.shape} differs from images {images.shape}")
+    delta = np.abs(adversarial.astype(np.float64) - images.astype(np.float64)).reshape(len(images), -1)
+    return {"rms": np.sqrt((delta**2).mean(axis=1)), "linf": delta.max(axis=1), "share_above_jnd": (delta > jnd).mean(axis=1)}
+
+
 def paper_score(accuracy: float, mean_l2: float) -> float:
     """The paper's figure of merit for a filter: ``accuracy × ‖I_adv − I‖`` (higher is better)."""
     return float(accuracy) * float(mean_l2)

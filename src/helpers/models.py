@@ -26,6 +26,14 @@ IMAGENET_FILES = {
 }
 _PREPROCESS_MODE = {"inception_v3": "tf", "vgg16": "caffe", "resnet50": "caffe"}
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+# How many of each preprocessing's units one [0, 1] pixel unit is ("tf": [-1, 1]; "caffe": 0–255).
+PIXEL_SCALE = {"tf": 2.0, "caffe": 255.0}
+
+
+def paper_units(arch: str) -> float:
+    """Units of ``arch``'s own preprocessed input per [0, 1] pixel unit, with the pretrained weights the paper used
+    (so the paper's α = 0.1 in those units is ``0.1 / paper_units(arch)`` pixel units)."""
+    return PIXEL_SCALE[_PREPROCESS_MODE[check_choice("arch", arch, ARCHITECTURES[1:])]]
 
 
 @keras.saving.register_keras_serializable(package="helpers")

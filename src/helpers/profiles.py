@@ -128,6 +128,9 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("study_image_size", _integer("study_image_size", minimum=8, optional=True), None, paper=299),
     P("study_n_images", _integer("study_n_images", minimum=10, optional=True), None, quick=1500),
     P("study_arch", _architecture("study_arch"), "small_cnn", paper="inception_v3", shown=True),
+    # Share of the training images held out for validation: learning curves and every choice (best σ, best
+    # window) use them, so that the test images judge only.
+    P("validation_fraction", lambda v: check_float("validation_fraction", v, minimum=0.0, maximum=0.5), 0.2, shown=True),
     P("epochs", _integer("epochs", minimum=1), 5, quick=2, paper=10, shown=True),
     P("batch_size", _integer("batch_size", minimum=1), 64),
     P("sigmas", _list("sigmas", lambda s: check_float("sigmas", s, minimum=0.0, maximum=64.0)),
@@ -139,13 +142,18 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("step", lambda v: check_float("step", v, minimum=0.0, strict_minimum=True), 0.1, shown=True),
     P("max_steps", _integer("max_steps", minimum=1), 1000, quick=300, shown=True),
     P("n_attack", _integer("n_attack", minimum=1), 500, quick=40, shown=True),
+    # The score study (chapter 5): every seed's model attacked on the same test images, three attacks each.
+    P("n_scored", _integer("n_scored", minimum=2), 200, quick=40, shown=True),
+    P("n_validation", _integer("n_validation", minimum=2), 200, quick=40),
+    P("minnorm_steps", _integer("minnorm_steps", minimum=1), 100, quick=50, shown=True),
     # The paper's three architectures, trained from scratch on MNIST digits upsampled to their input sizes
     # (on generated shapes they stayed at chance within a CPU budget; "shapes" remains a choice).
     P("arch_dataset", _dataset("arch_dataset"), "mnist", paper="folder:DATA"),
     P("arch_list", _list("arch_list", _architecture("arch_list")), ["inception_v3", "vgg16", "resnet50"], quick=["vgg16"],
       shown=True),
-    P("arch_image_sizes", _image_sizes, {"inception_v3": 75, "vgg16": 32, "resnet50": 32},
-      paper={"inception_v3": 299, "vgg16": 224, "resnet50": 224}),
+    # One size for all three (InceptionV3's minimum): RMS per pixel is only comparable at equal sizes (C2).
+    P("arch_image_sizes", _image_sizes, {"inception_v3": 75, "vgg16": 75, "resnet50": 75},
+      paper={"inception_v3": 299, "vgg16": 299, "resnet50": 299}),
     P("arch_n_images", _integer("arch_n_images", minimum=10, optional=True), 1200, quick=150, paper=None),
     P("arch_epochs", _integer("arch_epochs", minimum=1), 2, quick=1),
     P("arch_batch_size", _integer("arch_batch_size", minimum=1), 32, paper=64),

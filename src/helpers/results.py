@@ -183,7 +183,8 @@ _SUMMARY = "n_attacked:int success_rate:float mean_l2:float median_l2:float mean
 
 # -- chapter 1: the attack
 ATTACK = Table("attack.csv", "clean accuracy and the paper's attack per architecture (chapter 1)", _columns(
-    f"model:str dataset:str image_size:int clean_accuracy:float {_SUMMARY} median_rms:float"))
+    f"model:str dataset:str image_size:int clean_accuracy:float {_SUMMARY} median_rms:float median_linf:float "
+    "median_share_above_jnd:float"))
 ADVERSARIAL = Arrays("mnist_adversarial.npz", "the attacked digits of chapter 1 and their adversarial versions",
                      ("images", "labels", "targets", "adversarial", "success", "l2"))
 ATTACK_CLAIMS = Document("attack_claims.json", "the verdict on C2 (chapter 1)", ("C2",))
@@ -204,12 +205,21 @@ def transfer_table(kind: str) -> Table:
 TRAINING = Table("training.csv", "one row per defended model and training seed (chapter 4)", _columns(
     "defence:str label:str seed:int clean_accuracy:float train_accuracy:float model_file:str"))
 
-# -- chapter 5: the paper's score
-SCORES = Table("results.csv", "the paper's score per filter (chapter 5)", _columns(
-    f"defence:str label:str kind:str parameter:float clean_accuracy:float accuracy_std:float n_seeds:int {_SUMMARY} "
-    "mean_l2_lo:float mean_l2_hi:float score:float score_lo:float score_hi:float"))
-SCORE_DISTANCES = Arrays("results_l2.npz", "‖δ‖₂ of every successful attack per filter (chapter 5)")
-PAPER_CLAIMS = Document("paper_claims.json", "best filters and the verdicts on C3–C5 (chapter 5)",
+# -- chapter 5: the paper's score, every seed, three attacks
+_MEASURE = "success_rate:float mean_l2:float mean_l2_lo:float mean_l2_hi:float score:float score_lo:float score_hi:float"
+SCORES = Table("results.csv", "the paper's score per filter, on the paper's measure and the strongest (chapter 5)", _columns(
+    "defence:str label:str kind:str parameter:float n_seeds:int n_images:int clean_accuracy:float accuracy_lo:float "
+    f"accuracy_hi:float {_MEASURE} " + " ".join("strongest_" + c for c in _MEASURE.split()) + " other_reading_mean_l2:float"))
+VALIDATION = Table("validation.csv", "what the validation split says of each filter; every choice is made here (chapter 5)",
+                   _columns("defence:str label:str kind:str val_accuracy:float val_mean_l2:float val_score:float val_n_images:int"))
+MIN_NORM = Table("min_norm.csv", "median and mean ‖δ‖₂ per model and attack, intervals over seeds and images (chapter 5)", _columns(
+    "defence:str label:str attack:str median_l2:float mean_l2:float median_lo:float median_hi:float mean_lo:float "
+    "mean_hi:float success_rate:float n_images:int n_seeds:int"))
+MIN_NORM_IMAGES = Table("min_norm_images.csv", "per model file and attacked test image: ‖δ‖₂ of every attack, to re-attack "
+                        "elsewhere (chapter 5)", _columns(
+    "defence:str seed:int model_file:str test_index:int label:int target:int l2_paper:float l2_paper_bpda:float "
+    "l2_minimum_norm:float l2_strongest:float"))
+PAPER_CLAIMS = Document("paper_claims.json", "the filters chosen on the validation split and the verdicts on C3–C5 (chapter 5)",
                         ("best_defence", "claims"))
 
 # -- chapter 6: adaptive attacks
@@ -223,7 +233,8 @@ ADAPTIVE_PAPER_ATTACK = Table("adaptive_paper_attack.csv", "the paper's attack w
     f"model:str defence:str gradient:str {_SUMMARY} median_l2_lo:float median_l2_hi:float"))
 ADAPTIVE_CLAIMS = Document("adaptive_claims.json", "the verdict on C6 and what it relied on (chapter 6)",
                            ("C6", "sanity", "models", "reference_budget"))
-VERDICTS = Table("verdicts.csv", "one row per claim C1–C6 (chapter 6)", _columns("claim:str verdict:str evidence:str"))
+VERDICTS = Table("verdicts.csv", "one row per claim C1–C6 and measure, with effect, interval and rule (chapter 6)", _columns(
+    "claim:str measure:str verdict:str effect:float low:float high:float n_seeds:int n_images:int rule:str evidence:str"))
 
 # -- chapter 7 and the book runner
 BENCHMARK = Document("benchmark.json", "the performance chapter's measurements (chapter 7)", ("profile", "goals"))

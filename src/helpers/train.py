@@ -160,9 +160,11 @@ def _fit(arch: str, dataset: Dataset, *, defence: Defence, epochs: int, batch_si
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-    x_train, x_test = (defence.apply(x) for x in (dataset.x_train, dataset.x_test))
+    # Learning curves follow the validation images when the data set holds some (test images judge only).
+    x_check, y_check = (dataset.x_val, dataset.y_val) if len(dataset.y_val) else (dataset.x_test, dataset.y_test)
+    x_train, x_check = (defence.apply(x) for x in (dataset.x_train, x_check))
     fit = body.fit(
-        x_train, dataset.y_train, validation_data=(x_test, dataset.y_test),
+        x_train, dataset.y_train, validation_data=(x_check, y_check),
         epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose,
     )
     return model, {k: [float(v) for v in values] for k, values in fit.history.items()}

@@ -7,10 +7,10 @@ next to the verdict and a test can pin it down. A verdict is one of :data:`VERDI
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from helpers.stats import bootstrap_ci
 from helpers.validate import check_choice, check_float, check_int
 
 VERDICTS = ("confirmed", "partly", "refuted", "inconclusive")
@@ -57,7 +57,9 @@ def imperceptibility_verdict(
     for row in rows:
         n, success, rms = int(float(row["n_attacked"])), float(row["success_rate"]), float(row["median_rms"])
         counted = n >= min_attacked
-        parts.append(f"{row['model']}: {success:.0%} success, median RMS {rms:.4f} (n = {n}{'' if counted else ', too few, not counted'})")
+        extra = (f", median L∞ {float(row['median_linf']):.3f}, {float(row['median_share_above_jnd']):.0%} of pixels above 8/255"
+                 if "median_linf" in row else "")
+        parts.append(f"{row['model']}: {success:.0%} success, median RMS {rms:.4f}{extra} (n = {n}{'' if counted else ', too few, not counted'})")
         if counted:
             fools.append(success >= min_success)
             small.append(bool(np.isfinite(rms) and rms <= rms_threshold))
@@ -71,43 +73,133 @@ def imperceptibility_verdict(
         verdict = "refuted"
     else:
         verdict = "partly"
-    return {"verdict": verdict, "evidence": evidence}
+    rule = ("confirmed if every model attacked on enough images is fooled on ≥ 90 % and its median per-pixel RMS is "
+            "≤ 8/255; refuted if none does either; partly when some models do (a difference between models, not an "
+            "overlap of intervals)")
+    return {"verdict": verdict, "evidence": evidence, "rule": rule, "n_images": sum(int(float(r["n_attacked"])) for r in rows)}
 
 
 def architecture_verdict(
     accuracy: Mapping[str, float],
     rms: Mapping[str, np.ndarray],
     *,
+    sizes: Mapping[str, int],
     deeper: str = "vgg16",
     shallower: str = "inception_v3",
     min_accuracy: float = MIN_ARCH_ACCURACY,
+    n_resamples: int = 1000,
     seed: int = 0,
-) -> dict[str, str]:
+) -> dict:
     """C2: does ``deeper`` need a larger perturbation than ``shallower``?
 
     Args:
         accuracy: clean accuracy per architecture.
-        rms: per architecture, the per-pixel RMS of its successful perturbations.
+        rms: per architecture, the per-pixel RMS of the perturbation of *every* attacked image, ``inf`` where the
+            attack failed (so the median is over all attacked images and valid while more than half succeed).
+        sizes: the input size of each architecture; RMS per pixel at different sizes is not comparable.
 
-    Both must reach ``min_accuracy`` (weak models say nothing about the paper's trained networks). Confirmed:
-    the bootstrap interval of ``deeper``'s median RMS lies above ``shallower``'s; refuted: below; inconclusive
-    when they overlap or either architecture was not attacked.
+    Both models must reach ``min_accuracy``, see images of the same size, and be fooled on more than half of the
+    images. The effect is the relative difference of the median RMS (``deeper / shallower − 1``) with a bootstrap
+    interval over images; it is decided by :func:`decide` with a 10 % minimum.
     """
     min_accuracy = check_float("min_accuracy", min_accuracy, minimum=0.0, maximum=1.0)
-    attacked = deeper in rms and shallower in rms
-    if attacked and not all(accuracy.get(a, 0.0) >= min_accuracy for a in (deeper, shallower)):
-        return {"verdict": "inconclusive", "evidence": (
-            f"the models are too weak to compare (clean accuracy VGG16 {accuracy[deeper]:.0%}, InceptionV3 "
-            f"{accuracy[shallower]:.0%}; we require at least {100 * min_accuracy:.0f} %)")}
-    if not attacked or not len(rms[deeper]) or not len(rms[shallower]):
-        return {"verdict": "inconclusive", "evidence": "this profile does not attack both VGG16 and InceptionV3"}
-    vgg, inc = np.asarray(rms[deeper]), np.asarray(rms[shallower])
-    lo_v, hi_v = bootstrap_ci(vgg, statistic=np.median, seed=seed)
-    lo_i, hi_i = bootstrap_ci(inc, statistic=np.median, seed=seed)
-    verdict = "confirmed" if lo_v > hi_i else ("refuted" if hi_v < lo_i else "inconclusive")
-    return {"verdict": verdict, "evidence": (
-        f"median RMS per pixel: VGG16 {np.median(vgg):.4f} [{lo_v:.4f}, {hi_v:.4f}] vs InceptionV3 "
-        f"{np.median(inc):.4f} [{lo_i:.4f}, {hi_i:.4f}] (n = {len(vgg)}, {len(inc)})")}
+    rule = (f"both models ≥ {100 * min_accuracy:.0f} % accurate, same input size, > 50 % success; confirmed if VGG16's median "
+            f"RMS is ≥ {MIN_RELATIVE_EFFECT:.0%} larger with its interval above 0, refuted if a {MIN_RELATIVE_EFFECT:.0%} "
+            "excess is excluded")
+    out = {"verdict": "inconclusive", "rule": rule}
+    if deeper not in rms or shallower not in rms or not len(rms[deeper]) or not len(rms[shallower]):
+        return out | {"evidence": "this profile does not attack both VGG16 and InceptionV3"}
+    if not all(accuracy.get(a, 0.0) >= min_accuracy for a in (deeper, shallower)):
+        return out | {"evidence": (f"the models are too weak to compare (clean accuracy VGG16 {accuracy[deeper]:.0%}, "
+                                   f"InceptionV3 {accuracy[shallower]:.0%}; we require at least {100 * min_accuracy:.0f} %)")}
+    if sizes[deeper] != sizes[shallower]:
+        return out | {"evidence": (f"the models see different image sizes (VGG16 {sizes[deeper]} px, InceptionV3 "
+                                   f"{sizes[shallower]} px), so their RMS per pixel is not comparable")}
+    vgg, inc = np.asarray(rms[deeper], dtype=np.float64), np.asarray(rms[shallower], dtype=np.float64)
+    success = {a: float(np.isfinite(v).mean()) for a, v in ((deeper, vgg), (shallower, inc))}
+    if min(success.values()) <= 0.5:
+        return out | {"evidence": f"an attack succeeded on half of the images or fewer ({success}); the median is undefined"}
+    rng = np.random.default_rng(seed)
+    draws = np.array([np.median(rng.choice(vgg, len(vgg))) / np.median(rng.choice(inc, len(inc))) - 1 for _ in range(n_resamples)])
+    low, high = np.quantile(draws[np.isfinite(draws)], [0.025, 0.975]) if np.isfinite(draws).any() else (np.nan, np.nan)
+    estimate = Estimate(float(np.median(vgg) / np.median(inc) - 1), float(low), float(high))
+    return {"verdict": decide(estimate, minimum=MIN_RELATIVE_EFFECT), "rule": rule, "measure": "median RMS per pixel",
+            "effect": estimate.effect, "low": estimate.low, "high": estimate.high, "n_images": int(min(len(vgg), len(inc))),
+            "evidence": (f"median RMS per pixel at {sizes[deeper]} px: VGG16 {np.median(vgg):.4f} vs InceptionV3 "
+                         f"{np.median(inc):.4f} (failures count as infinite; success {success[deeper]:.0%} and "
+                         f"{success[shallower]:.0%}; n = {len(vgg)}, {len(inc)}); VGG16 / InceptionV3 − 1 = {estimate.text()}")}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rules on intervals (C3–C5), stated before the data
+# --------------------------------------------------------------------------------------------------------------
+
+# The smallest effects that matter: an accuracy difference of 2 points, a 10 % change in ‖δ‖₂ or in the score.
+MIN_ACCURACY_EFFECT = 0.02
+MIN_RELATIVE_EFFECT = 0.10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An effect with its 95 % interval (a bootstrap over training seeds and images)."""
+
+    effect: float
+    low: float
+    high: float
+
+    def text(self, *, percent: bool = True) -> str:
+        if percent:
+            return f"{self.effect:+.1%} [{self.low:+.1%}, {self.high:+.1%}]"
+        return f"{self.effect:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+
+
+def decide(estimate: Estimate, *, minimum: float, refute_below: float | None = None) -> str:
+    """Confirmed: the interval excludes zero (low > 0) *and* the effect is at least ``minimum``. Refuted: the
+    interval lies below ``refute_below`` (default ``minimum``: an effect that matters is excluded). Otherwise
+    inconclusive — an interval that overlaps the line is never 'partly'."""
+    minimum = check_float("minimum", minimum, minimum=0.0)
+    refute_below = minimum if refute_below is None else check_float("refute_below", refute_below)
+    if not all(np.isfinite([estimate.effect, estimate.low, estimate.high])):
+        return "inconclusive"
+    if estimate.low > 0 and estimate.effect >= minimum:
+        return "confirmed"
+    if estimate.high < refute_below:
+        return "refuted"
+    return "inconclusive"
+
+
+def _both(first: str, second: str) -> str:
+    if "refuted" in (first, second):
+        return "refuted"
+    return "confirmed" if first == second == "confirmed" else "inconclusive"
+
+
+def keeps_accuracy_and_enlarges_verdict(accuracy_change: Estimate, distance_gain: Estimate) -> tuple[str, str]:
+    """C3: the chosen Gaussian keeps accuracy (its change is above −2 points with 95 % confidence) *and* enlarges
+    ‖δ‖₂ by at least 10 % (relative gain, interval above 0). Refuted when either part is excluded. Returns
+    (verdict, rule)."""
+    keeps = ("confirmed" if accuracy_change.low >= -MIN_ACCURACY_EFFECT else
+             "refuted" if accuracy_change.high < -MIN_ACCURACY_EFFECT else "inconclusive")
+    rule = (f"confirmed if the accuracy change stays above −{MIN_ACCURACY_EFFECT:.0%} (whole interval) and the gain in "
+            f"mean ‖δ‖₂ is ≥ {MIN_RELATIVE_EFFECT:.0%} with its interval above 0; refuted if either is excluded")
+    return _both(keeps, decide(distance_gain, minimum=MIN_RELATIVE_EFFECT)), rule
+
+
+def more_accurate_verdict(accuracy_gain: Estimate) -> tuple[str, str]:
+    """C4: the Gaussian is more accurate than the median by at least 2 points (interval above 0). Refuted when a
+    gain of 2 points is excluded. Returns (verdict, rule)."""
+    rule = (f"confirmed if the accuracy gain is ≥ {MIN_ACCURACY_EFFECT:.0%} with its interval above 0; refuted if the "
+            f"interval lies below {MIN_ACCURACY_EFFECT:.0%}")
+    return decide(accuracy_gain, minimum=MIN_ACCURACY_EFFECT), rule
+
+
+def best_filter_verdict(score_gain: Estimate) -> tuple[str, str]:
+    """C5: σ = 1.5 scores higher than the best other filter (chosen on the validation split) by at least 10 %
+    (relative, interval above 0). Refuted when its interval lies below 0 (the other filter is better).
+    Returns (verdict, rule)."""
+    rule = (f"confirmed if σ = 1.5's relative score gain over the validation-chosen rival is ≥ {MIN_RELATIVE_EFFECT:.0%} "
+            "with its interval above 0; refuted if the interval lies below 0")
+    return decide(score_gain, minimum=MIN_RELATIVE_EFFECT, refute_below=0.0), rule
 
 
 def _best(rows: Sequence[Mapping], column: str) -> Mapping | None:
@@ -242,7 +334,10 @@ def adaptive_verdict(
     else:
         verdict = "inconclusive"
     summary = f"most favourable: {name}, significantly better at {n_helps} of {n_compared} budgets"
-    return {"verdict": verdict, "evidence": f"{summary}. Defended − undefended robust accuracy (95 % CI): " + "; ".join(parts)}
+    rule = ("confirmed if some defended model's robust-accuracy gain has its 95 % interval above 0 at every compared "
+            "budget; partly at some; refuted if none helps anywhere and one hurts or no gain above 5 points fits")
+    return {"verdict": verdict, "rule": rule, "measure": "robust accuracy",
+            "evidence": f"{summary}. Defended − undefended robust accuracy (95 % CI): " + "; ".join(parts)}
 
 
 def sanity_checks(
@@ -311,10 +406,17 @@ def sanity_checks(
     return rows
 
 
-def verdict_rows(claims: Mapping[str, Mapping[str, str]]) -> list[dict[str, str]]:
-    """Rows ``claim, verdict, evidence`` for C1–C6; a claim missing from ``claims`` is inconclusive."""
+def verdict_rows(claims: Mapping[str, Mapping | Sequence[Mapping]]) -> list[dict]:
+    """The verdict table: per claim C1–C6 (in order) one row per measure it was decided on, with the effect, its
+    interval, seeds, images, the rule and the evidence; a claim missing from ``claims`` is inconclusive."""
     rows = []
     for key, text in CLAIMS.items():
-        claim = claims.get(key) or {"verdict": "inconclusive", "evidence": "not computed in this run"}
-        rows.append({"claim": f"{key}: {text}", "verdict": _verdict(claim["verdict"]), "evidence": str(claim["evidence"])})
+        entries = claims.get(key) or [{"verdict": "inconclusive", "evidence": "not computed in this run"}]
+        for entry in [entries] if isinstance(entries, Mapping) else entries:
+            rows.append({
+                "claim": f"{key}: {text}", "measure": entry.get("measure", "—"), "verdict": _verdict(entry["verdict"]),
+                "effect": entry.get("effect", float("nan")), "low": entry.get("low", float("nan")),
+                "high": entry.get("high", float("nan")), "n_seeds": int(entry.get("n_seeds", 1)),
+                "n_images": int(entry.get("n_images", 0)), "rule": entry.get("rule", ""), "evidence": str(entry["evidence"]),
+            })
     return rows
