@@ -219,6 +219,9 @@ MIN_NORM_IMAGES = Table("min_norm_images.csv", "per model file and attacked test
                         "elsewhere (chapter 5)", _columns(
     "defence:str seed:int model_file:str test_index:int label:int target:int l2_paper:float l2_paper_bpda:float "
     "l2_minimum_norm:float l2_strongest:float"))
+RESOLUTION = Table("resolution.csv", "the Gaussian study on digits upsampled, one seed: does the best σ move? (chapter 5)",
+                   _columns("resolution:int sigma:float relative_sigma:float clean_accuracy:float success_rate:float "
+                            "mean_l2:float score:float n_images:int"))
 PAPER_CLAIMS = Document("paper_claims.json", "the filters chosen on the validation split and the verdicts on C3–C5 (chapter 5)",
                         ("best_defence", "claims"))
 

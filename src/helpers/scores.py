@@ -319,3 +319,34 @@ def validation_choices(rows: Sequence[Mapping]) -> dict[str, str | None]:
     others = [r for r in scored if r["defence"] not in ("gaussian:1.5", "none")]
     choices["rival"] = best_by_kind(others, column="score")["best_defence"] if others else None
     return choices
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Does the best σ move with the image's resolution?
+# --------------------------------------------------------------------------------------------------------------
+
+
+def resolution_rows(dataset: str, *, factor: int, sigmas: Sequence[float], arch: str, n_images: int, epochs: int,
+                    batch_size: int, n_attack: int, step: float, max_steps: int, seed: int = 0,
+                    validation_fraction: float = 0.0) -> list[dict]:
+    """The Gaussian study on the same images upsampled ``factor`` times (one seed): per σ (in the upsampled
+    image's pixels), the clean accuracy, the paper's attack on ``n_attack`` test images, and the paper's score.
+    ``relative_sigma`` is σ / factor, the σ that blurs the original-size image as much."""
+    from helpers.data import load_dataset
+    from helpers.evaluate import attack_evaluation, clean_accuracy
+    from helpers.filters import study_grid
+    from helpers.train import train_model
+
+    factor = check_int("factor", factor, minimum=1, maximum=16)
+    native = load_dataset(dataset, n_images=n_images, seed=seed).input_shape[0]
+    data = load_dataset(dataset, image_size=native * factor, n_images=n_images, seed=seed, validation_fraction=validation_fraction)
+    rows = []
+    for defence in study_grid({"gaussian": sigmas}):
+        model = train_model(arch, data, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, verbose=0)
+        accuracy = clean_accuracy(model, data.x_test, data.y_test)
+        summary = attack_evaluation(model, data.x_test, data.y_test, n_images=n_attack, seed=seed, step=step,
+                                    max_steps=max_steps, progress=False)
+        rows.append({"resolution": native * factor, "sigma": defence.parameter, "relative_sigma": defence.parameter / factor,
+                     "clean_accuracy": accuracy, "success_rate": summary.success_rate, "mean_l2": summary.mean_l2,
+                     "score": accuracy * summary.mean_l2, "n_images": summary.n_attacked})
+    return rows
