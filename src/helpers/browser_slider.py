@@ -479,7 +479,7 @@ def first_render_seconds(
 
 
 def _time_page(url: str, *, profile: Path, repeats: int, timeout_s: float, chromium: Path) -> FirstRender:
-    from playwright.sync_api import Error, sync_playwright
+    from playwright.sync_api import Error, TimeoutError, sync_playwright
 
     runs = []
     try:
@@ -499,6 +499,8 @@ def _time_page(url: str, *, profile: Path, repeats: int, timeout_s: float, chrom
                     runs.append(done["ms"] / 1e3)
             finally:
                 context.close()
+    except TimeoutError:
+        return FirstRender((), f"the slider was not ready within {timeout_s:g} s")
     except Error as error:
         return FirstRender((), f"Chromium failed: {str(error).splitlines()[0][:200]}")
     return FirstRender(tuple(runs))
