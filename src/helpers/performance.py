@@ -1,7 +1,8 @@
 """The sections of the performance chapter (``notebooks/07_performance``), one function each.
 
 Each function runs a section's measurements with :mod:`helpers.timing`, :mod:`helpers.reference_attacks`,
-:mod:`helpers.flops` and :mod:`helpers.filter_costs`, and returns a small dataclass holding them, with
+:mod:`helpers.flops`, :mod:`helpers.filter_costs` and :mod:`helpers.browser_slider`, and returns a small
+dataclass holding them, with
 
 * ``record()`` — what the section adds to ``benchmark.json`` (:data:`helpers.results.BENCHMARK`);
 * ``glued()`` — the numbers and sentences the chapter's prose shows, by glue name;
