@@ -518,6 +518,9 @@ def test_slider_assets_section_reports_sizes_and_first_renders():
         "The Gaussian page's slider was ready 0.30 s after navigation started (median of 3 loads); the median page's "
         "first render was not measured (Chromium is not installed)")
     assert "over the 2 MB limit" in _slider(2_000_000).glued()["slider_sizes_sentence"]
+    two = performance.SliderAssets({"median": PageAssets(1, 1, "k", 1, 2, 2)}, {"median": FirstRender((0.5,))}).glued()
+    assert "visited both of its models" in two["slider_sizes_sentence"]
+    assert two["slider_render_sentence"].endswith("0.50 s after navigation started (one load)")
     table = slider.table().data
     assert table["page"].tolist() == ["Gaussian", "median"] and table["first load (MB)"].tolist() == [1.1, 1.1]
     assert table["first render (s)"].iloc[0] == 0.3 and math.isnan(table["first render (s)"].iloc[1])
@@ -569,6 +572,7 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
     assert goals[8]["goal"] == "live slider, first load per page (MB)" and goals[8]["measured"] == 2.6
     assert goals[8]["note"] == "the median page: bundle 30 kB, slider HTML and state 70 kB, first model's weights 2.50 MB"
     assert performance.goals_table(goals).data["met"].tolist() == ["no", "—", "yes", "—", "no", "no", "no", "yes", "no"]
+    assert ">2.60<" in performance.goals_table(goals).to_html()  # below 10: two decimals, so 1.96 MB is not "2.0"
 
 
 def test_benchmark_document_has_the_chapters_keys(tiny, tiny_engine, tmp_path, monkeypatch):

@@ -641,7 +641,8 @@ class SliderAssets:
             share = 100 * assets.first_model_bytes / assets.first_load_bytes
             parts.append(f"the {label} page loads {mb:.2f} MB before its slider is ready ({share:.0f} % of it the first "
                          f"model's weights), {verdict} the {SLIDER_LIMIT_MB:g} MB limit, and "
-                         f"{assets.every_model_bytes / 1e6:.1f} MB once a reader has visited all {assets.n_models} of its models")
+                         f"{assets.every_model_bytes / 1e6:.1f} MB once a reader has visited "
+                         f"{'both' if assets.n_models == 2 else f'all {assets.n_models}'} of its models")
         return "; ".join(parts)
 
     def _render_sentence(self) -> str:
@@ -652,7 +653,7 @@ class SliderAssets:
             else:
                 runs = len(render.runs)
                 parts.append(f"the {label} page's slider was ready {render.seconds:.2f} s after navigation started "
-                             f"(median of {runs} load{'s' if runs > 1 else ''})")
+                             f"({'one load' if runs == 1 else f'median of {runs} loads'})")
         return "; ".join(parts)
 
     def table(self) -> Styler:
@@ -776,7 +777,7 @@ def _library_note(row: Mapping[str, Any], kind: str, engine_mean_steps: float) -
 
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
     return pd.DataFrame(list(goals)).replace({"met": {True: "yes", False: "no", None: "—"}}).style.format(
-        {"measured": "{:.1f}"}, na_rep="—").hide(axis="index")
+        {"measured": lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"}, na_rep="—").hide(axis="index")
 
 
 def benchmark_document(
