@@ -14,6 +14,7 @@ import tensorflow as tf
 from helpers import filter_costs, flops, performance, runlog, timing
 from helpers import reference_attacks as ref
 from helpers.attack import run_engine, targeted_attack
+from helpers.browser_slider import FirstRender, PageAssets, slider_html, slider_state
 from helpers.filters import Defence, GaussianBlur, MedianFilter
 from helpers.results import BENCHMARK
 
@@ -21,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The keys of benchmark.json, as the chapter writes them.
 DOCUMENT_KEYS = {"profile", "machine", "libraries", "engine", "seed_loop", "libraries_compared", "engine_equal_budget",
-                 "batch_throughput", "xla", "gflops", "training_filters", "run_log", "goals", "load_average_end"}
+                 "batch_throughput", "xla", "gflops", "training_filters", "live_slider", "run_log", "goals",
+                 "load_average_end"}
 
 
 @pytest.fixture(scope="module")
@@ -496,6 +498,58 @@ def test_filter_costs_relative_to_no_filter():
                                             "median 3×3, layer in the model", "median 3×3, scipy.ndimage in the input pipeline"]
 
 
+def _slider(first_model=1_000_000, *, render=(0.4, 0.2, 0.3)):
+    """Two pages: Gaussian under the limit; median with a first model of ``first_model`` bytes."""
+    def page(first):
+        return PageAssets(script_bytes=30_000, state_bytes=70_000, first_key="k", first_model_bytes=first,
+                          all_models_bytes=first + 4_000_000, n_models=3)
+    return performance.SliderAssets({"Gaussian": page(1_000_000), "median": page(first_model)},
+                                    {"Gaussian": FirstRender(render), "median": FirstRender((), "Chromium is not installed")})
+
+
+def test_slider_assets_section_reports_sizes_and_first_renders():
+    slider = _slider()
+    assert slider.first_load_mb() == {"Gaussian": 1.1, "median": 1.1}
+    glued = slider.glued()
+    assert glued["slider_sizes_sentence"].startswith(
+        "the Gaussian page loads 1.10 MB before its slider is ready (91 % of it the first model's weights), under the "
+        "2 MB limit, and 5.1 MB once a reader has visited all 3 of its models; the median page")
+    assert glued["slider_render_sentence"] == (
+        "The Gaussian page's slider was ready 0.30 s after navigation started (median of 3 loads); the median page's "
+        "first render was not measured (Chromium is not installed)")
+    assert "over the 2 MB limit" in _slider(2_000_000).glued()["slider_sizes_sentence"]
+    two = performance.SliderAssets({"median": PageAssets(1, 1, "k", 1, 2, 2)}, {"median": FirstRender((0.5,))}).glued()
+    assert "visited both of its models" in two["slider_sizes_sentence"]
+    assert two["slider_render_sentence"].endswith("0.50 s after navigation started (one load)")
+    table = slider.table().data
+    assert table["page"].tolist() == ["Gaussian", "median"] and table["first load (MB)"].tolist() == [1.1, 1.1]
+    assert table["first render (s)"].iloc[0] == 0.3 and math.isnan(table["first render (s)"].iloc[1])
+    assert "not measured" in slider.table().to_html()
+    record = slider.record()
+    assert record["limit_mb"] == 2.0 and record["Gaussian"]["first_render_seconds"] == [0.4, 0.2, 0.3]
+    assert record["median"]["first_render_median"] is None and record["median"]["every_model_bytes"] == 5_100_000
+    json.dumps(record)
+
+
+def test_slider_assets_read_the_executed_notebooks(tmp_path):
+    from test_browser_slider import _executed_notebook
+
+    models = []
+    for i, value in enumerate([0.0, 1.5]):
+        (tmp_path / f"m{i}.js").write_text("w" * (100 * (i + 1)))
+        models.append({"key": f"m{i}", "spec": "none", "value": value, "label": "x", "accuracy": 0.5})
+    state = slider_state(kind="gaussian", models=models, digits=np.zeros((1, 4, 4, 1), np.float32), labels=[0],
+                         class_names=["a", "b"], step=0.1, max_steps=1)
+    notebook = _executed_notebook(tmp_path / "nb.ipynb", slider_html(state))
+    slider = performance.slider_assets(pages={"Gaussian": str(notebook)}, models_dir=tmp_path, repeats=1,
+                                       measure_render=False)
+    assert slider.pages["Gaussian"].first_model_bytes == 200 and slider.renders["Gaussian"].seconds is None
+    with pytest.raises(TypeError, match=r"^pages: "):
+        performance.slider_assets(pages={}, repeats=1)
+    with pytest.raises(ValueError, match=r"^repeats: "):
+        performance.slider_assets(pages={"x": str(notebook)}, models_dir=tmp_path, repeats=0)
+
+
 def test_goal_rows_explain_missed_goals(tiny_engine):
     seed_loop = performance.SeedLoopRun(tiny_engine.result, tiny_engine.result, [1.0], [1.0])
     libraries = performance.LibraryComparison(
@@ -505,16 +559,20 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
         performance.Budget(3, {}, tiny_engine.result, tiny_engine.stats), tiny_engine,
     )
     grad = {"model": "inception_v3", "op": "Conv2DBackpropInput", "share of op time %": 35.0, "ms per step": 1.5, "GFLOP/s": 20.0}
-    goals = performance.goal_rows(tiny_engine, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5))
-    assert len(goals) == 8
+    goals = performance.goal_rows(tiny_engine, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5),
+                                  _slider(first_model=2_500_000))
+    assert len(goals) == 9
     met = [g["met"] for g in goals]
-    assert met == [False, None, True, None, False, False, False, True]
+    assert met == [False, None, True, None, False, False, False, True, False]
     assert goals[0]["note"].startswith("the eager loop's step takes") and "40×" in goals[0]["note"]
     assert goals[1]["note"] == "not measured (library not installed or failed)"
     assert goals[2]["note"] == "" and goals[4]["note"].startswith("100 image-steps/s against the engine's 200")
     assert goals[5]["note"] == "input-gradient convolutions: 35 % of op time at 20.0 GFLOP/s"
     assert goals[6]["note"] == "500.0 ms per step; single steps ranged 1.00–1.00× their median"
-    assert performance.goals_table(goals).data["met"].tolist() == ["no", "—", "yes", "—", "no", "no", "no", "yes"]
+    assert goals[8]["goal"] == "live slider, first load per page (MB)" and goals[8]["measured"] == 2.6
+    assert goals[8]["note"] == "the median page: bundle 30 kB, slider HTML and state 70 kB, first model's weights 2.50 MB"
+    assert performance.goals_table(goals).data["met"].tolist() == ["no", "—", "yes", "—", "no", "no", "no", "yes", "no"]
+    assert ">2.60<" in performance.goals_table(goals).to_html()  # below 10: two decimals, so 1.96 MB is not "2.0"
 
 
 def test_benchmark_document_has_the_chapters_keys(tiny, tiny_engine, tmp_path, monkeypatch):
@@ -523,12 +581,13 @@ def test_benchmark_document_has_the_chapters_keys(tiny, tiny_engine, tmp_path, m
     throughput = performance.Throughput({"small_cnn": {16: 10.0, 64: 20.0}, "inception_v3": {4: 1.0}}, None)
     document = performance.benchmark_document(
         profile="quick", machine={"cpu": "x"}, versions={"art": None}, engine=tiny_engine, seed_loop=seed_loop,
-        libraries=libraries, throughput=throughput, kernels=_kernels([]), filters=_filters(), run_log=[],
+        libraries=libraries, throughput=throughput, kernels=_kernels([]), filters=_filters(), slider=_slider(), run_log=[],
         goals=[{"goal": "g", "target": "≥ 1", "measured": 2.0, "met": True}],
     )
     assert set(document) == DOCUMENT_KEYS
     assert document["batch_throughput"] == {"small_cnn": {"16": 10.0, "64": 20.0}, "inception_v3": {"4": 1.0}}
     assert document["seed_loop"]["ratio"] == 2.0  # exact: 1.0 / 0.5
+    assert document["live_slider"]["median"]["first_load_bytes"] == 1_100_000
     assert performance.document_glued(document)["goals_met"] == 1
     monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
     BENCHMARK.write(document)
@@ -564,7 +623,14 @@ def test_quick_benchmark_json_has_the_expected_keys(quick_book):
     assert set(results) == DOCUMENT_KEYS
     assert results["engine"]["efficiency"] == 1.0
     assert results["seed_loop"]["same_success"] is True
-    assert len(results["goals"]) == 8 and all(g["met"] in (True, False, None) for g in results["goals"])
+    assert len(results["goals"]) == 9 and all(g["met"] in (True, False, None) for g in results["goals"])
+    slider = results["live_slider"]
+    assert set(slider) == {"limit_mb", "Gaussian", "median"}
+    for page in ("Gaussian", "median"):
+        row = slider[page]
+        assert row["first_load_bytes"] == row["script_bytes"] + row["state_bytes"] + row["first_model_bytes"]
+        assert row["n_models"] >= 2 and row["all_models_bytes"] > row["first_model_bytes"] > 0
+        assert row["first_render_median"] is None or row["first_render_median"] > 0
     for name, row in results["libraries_compared"].items():
         assert row["status"] == "ok" or row["status"] == "not installed" or row["status"].startswith("failed"), name
     page = (Path(quick_book) / "book" / "executed" / "07_performance.html").read_text()

@@ -15,6 +15,7 @@ import subprocess
 import keras
 import numpy as np
 import pytest
+from test_browser import chromium  # noqa: F401  (Debian's chromium, or a skip; a failure under CI)
 
 from helpers import browser_slider as bs
 from helpers.models import build_model
@@ -148,3 +149,109 @@ console.log(JSON.stringify(out));
         assert np.abs(np.array(got[key]["logits"]) - want["logits"]).max() < 1e-3, key
         assert np.array_equal(np.argmax(got[key]["logits"], 1), np.argmax(want["logits"], 1)), key
         assert got[key]["steps"] == want["steps"] and abs(got[key]["l2"] - want["l2"]) < 1e-3, (key, got[key]["l2"], want["l2"])
+
+
+# ------------------------------------------------------------------------------------------ what a page loads
+
+
+def _state(digits, values, *, value=None):
+    models = [{"key": f"m{i}", "spec": bs.filter_spec("gaussian", v), "value": v, "label": "x", "accuracy": 0.5}
+              for i, v in enumerate(values)]
+    return bs.slider_state(kind="gaussian", models=models, digits=digits, labels=[1, 2, 3],
+                           class_names=[str(i) for i in range(10)], step=0.1, max_steps=10, value=value)
+
+
+def _executed_notebook(path, cell_html):
+    """An executed notebook as papermill writes it: the slider's HTML, split in lines, among other outputs."""
+    lines = cell_html.splitlines(keepends=True) or [cell_html]
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Chapter"]},
+        {"cell_type": "code", "metadata": {}, "source": [], "execution_count": 1, "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": ["training\n"]},
+            {"output_type": "display_data", "metadata": {}, "data": {"text/html": ["<p>a static slider</p>"]}}]},
+        {"cell_type": "code", "metadata": {}, "source": [], "execution_count": 2, "outputs": [
+            {"output_type": "execute_result", "execution_count": 2, "metadata": {},
+             "data": {"text/plain": ["<IPython.core.display.HTML object>"], "text/html": lines}}]},
+    ]}
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def test_page_assets_count_the_bundle_the_cell_and_the_weights_it_loads(digits, tmp_path):
+    state = _state(digits, [0.0, 1.0, 2.0])  # starts at σ = 1.5: 1.0 and 2.0 tie, the lower wins (as in the page)
+    cell = bs.slider_html(state)
+    models = tmp_path / "models"
+    models.mkdir()
+    for i, size in enumerate([1000, 3000, 5000]):
+        (models / f"m{i}.js").write_text("x" * size)
+    (models / "unrelated.js").write_text("x" * 99)
+    notebook = _executed_notebook(tmp_path / "02.ipynb", cell)
+    assets = bs.page_assets(notebook, models_dir=models)
+    assert assets == bs.page_assets(cell, models_dir=models)
+    assert assets.first_key == "m1" and assets.n_models == 3
+    assert assets.script_bytes == len(bs.bundle_script().encode())
+    assert assets.state_bytes == len(cell.encode())
+    assert (assets.first_model_bytes, assets.all_models_bytes) == (3000, 9000)
+    assert assets.first_load_bytes == assets.script_bytes + assets.state_bytes + 3000
+    assert assets.every_model_bytes == assets.script_bytes + assets.state_bytes + 9000
+    assert bs.first_model_key(_state(digits, [0.0, 1.0, 2.0], value=1.9)) == "m2"
+    assert bs.embedded_state(cell) == state
+
+
+def test_page_assets_refuse_what_holds_no_slider_or_lacks_weights(digits, tmp_path):
+    cell = bs.slider_html(_state(digits, [0.0, 1.5]))
+    (tmp_path / "m0.js").write_text("x")
+    with pytest.raises(ValueError, match=r"^models_dir: no weights file m1\.js"):
+        bs.page_assets(cell, models_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^source: .* has no output holding a live-slider-state"):
+        bs.page_assets(_executed_notebook(tmp_path / "x.ipynb", "<p>no slider</p>"), models_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^source: cannot read the notebook"):
+        bs.page_assets(tmp_path / "missing.ipynb", models_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^source: the HTML holds no live-slider-state"):
+        bs.page_assets("<p>no slider</p>", models_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^source: "):
+        bs.page_assets(3, models_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^state: "):
+        bs.first_model_key({"models": []})
+
+
+def test_standalone_page_puts_the_bundle_and_weights_where_the_page_looks(digits, tmp_path):
+    cell = bs.slider_html(_state(digits, [0.0, 1.5]))
+    models = tmp_path / "models"
+    models.mkdir()
+    for key in ("m0", "m1"):
+        (models / f"{key}.js").write_text(f"// {key}")
+    page = bs.standalone_page(cell, models_dir=models, directory=tmp_path / "site")
+    assert page == tmp_path / "site" / "page" / "page" / "index.html"
+    assert cell in page.read_text()
+    static = tmp_path / "site" / "_static" / "live-slider"
+    assert (page.parent / "../../_static/live-slider/live-slider.js").resolve() == (static / "live-slider.js").resolve()
+    assert (static / "live-slider.js").read_text() == bs.bundle_script()
+    assert (static / "models" / "m1.js").read_text() == "// m1"
+    flat = bs.standalone_page(bs.slider_html(_state(digits, [0.0, 1.5]), script_url="live-slider.js"),
+                              models_dir=models, directory=tmp_path / "flat")
+    assert flat.parent == tmp_path / "flat" and (flat.parent / "models" / "m0.js").exists()
+    with pytest.raises(ValueError, match=r"^html_text: the bundle's URL .* must be a relative path"):
+        bs.standalone_page(bs.slider_html(_state(digits, [0.0]), script_url="https://example.org/live-slider.js"),
+                           models_dir=models, directory=tmp_path / "bad")
+
+
+def test_first_render_is_not_measured_without_chromium(digits, tmp_path):
+    render = bs.first_render_seconds(bs.slider_html(_state(digits, [0.0])), models_dir=tmp_path,
+                                     chromium=tmp_path / "no-chromium")
+    assert render.seconds is None and render.runs == () and "Chromium is not installed" in render.reason
+    with pytest.raises(ValueError, match=r"^repeats: "):
+        bs.first_render_seconds("<p></p>", models_dir=tmp_path, repeats=0)
+
+
+@pytest.mark.browser
+def test_first_render_times_a_tiny_page_until_the_slider_is_ready(chromium, cnn, digits, tmp_path):  # noqa: F811
+    """An untrained small CNN's page, opened from file:// twice: two positive times, their median, no reason."""
+    bs.write_weights_script(cnn, key="m0", directory=tmp_path / "models")
+    cell = bs.slider_html(_state(digits, [1.5]))
+    render = bs.first_render_seconds(cell, models_dir=tmp_path / "models", repeats=2, chromium=chromium)
+    assert render.reason == "" and len(render.runs) == 2
+    assert all(0 < t < float("inf") for t in render.runs)
+    assert render.seconds == float(np.median(render.runs))
+    late = bs.first_render_seconds(cell, models_dir=tmp_path / "models", repeats=1, timeout_s=1e-3, chromium=chromium)
+    assert late.seconds is None and late.reason == "the slider was not ready within 0.001 s"

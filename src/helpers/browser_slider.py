@@ -15,6 +15,9 @@ The filter, the defended CNN's forward and backward pass and the paper's attack 
 * :func:`bundle_script` — ``live-slider.js``: the module's text and the loader, written by the book build.
 * :func:`browser_slider` — trains or loads (cached, :func:`helpers.train.fit_cached`) the defended model of
   every grid value, writes their weights files, and returns the HTML for a notebook cell.
+* :func:`page_assets`, :func:`first_render_seconds` — what the slider adds to a page (bytes of the bundle, the
+  embedded state, the first model and all models) and how long it takes to be ready in Chromium, for the
+  performance chapter.
 * :func:`reference_filter`, :func:`model_at` — the Python side the browser test compares with.
 """
 
@@ -22,11 +25,17 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 import os
+import re
+import shutil
+import tempfile
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import keras
@@ -298,6 +307,203 @@ def browser_slider(
     state = slider_state(kind=kind, models=models, digits=data.x_test[:n_digits], labels=data.y_test[:n_digits],
                          class_names=data.class_names, step=step, max_steps=max_steps, value=value)
     return HTML(slider_html(state, script_url=script_url))
+
+
+# ---------------------------------------------------------------------------------------------- what a page loads
+
+STATE_PATTERN = re.compile(r'<script type="application/json" class="live-slider-state">(.*?)</script>', re.S)
+SCRIPT_PATTERN = re.compile(r'<script src="([^"]+\.js)"></script>')
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+)
+
+
+@dataclass(frozen=True)
+class PageAssets:
+    """What the live slider adds to one page, in bytes: the bundle ``live-slider.js``, the slider cell's HTML (its
+    container, embedded state and script tag), the weights of the model it starts on (``first_key``) and of all
+    its models."""
+
+    script_bytes: int
+    state_bytes: int
+    first_key: str
+    first_model_bytes: int
+    all_models_bytes: int
+    n_models: int
+
+    @property
+    def first_load_bytes(self) -> int:
+        """What a reader's browser loads before the slider is ready: script + state + the first model."""
+        return self.script_bytes + self.state_bytes + self.first_model_bytes
+
+    @property
+    def every_model_bytes(self) -> int:
+        """What it has loaded once the reader has visited every model: script + state + all models."""
+        return self.script_bytes + self.state_bytes + self.all_models_bytes
+
+
+def slider_cell_html(source: str | os.PathLike[str]) -> str:
+    """The slider cell's HTML: ``source`` itself when it is HTML text (a ``str``), else the ``text/html`` output
+    holding ``live-slider-state`` in the executed notebook at the path ``source``."""
+    if isinstance(source, str):
+        if not STATE_PATTERN.search(source):
+            raise ValueError("source: the HTML holds no live-slider-state (pass a notebook as a Path)")
+        return source
+    if not isinstance(source, os.PathLike):
+        raise TypeError(f"source: expected HTML text or the path of an executed notebook, got {type(source).__name__}")
+    path = Path(source)
+    try:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"source: cannot read the notebook {path}: {error}") from None
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/html", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if STATE_PATTERN.search(text):
+                return text
+    raise ValueError(f"source: {path} has no output holding a live-slider-state")
+
+
+def embedded_state(html_text: str) -> dict[str, Any]:
+    """The state a slider's HTML embeds (what :func:`slider_state` returned)."""
+    match = STATE_PATTERN.search(slider_cell_html(html_text))
+    return json.loads(match.group(1))
+
+
+def first_model_key(state: dict[str, Any]) -> str:
+    """The key of the model the slider starts on: the nearest to its value, the lower on a tie (as the page)."""
+    if not isinstance(state, dict) or not state.get("models") or "value" not in state:
+        raise ValueError("state: expected the dict returned by slider_state")
+    return min(state["models"], key=lambda m: (abs(m["value"] - state["value"]), m["value"]))["key"]
+
+
+def page_assets(source: str | os.PathLike[str], *, models_dir: str | os.PathLike[str]) -> PageAssets:
+    """The sizes of :class:`PageAssets` for the slider of ``source`` (an executed notebook's path, or the cell's
+    HTML text), its weights read from ``models_dir/<key>.js``; the bundle is :func:`bundle_script`, as built."""
+    cell = slider_cell_html(source)
+    state = embedded_state(cell)
+    folder = Path(models_dir)
+    sizes = {}
+    for model in state["models"]:
+        path = folder / f"{model['key']}.js"
+        if not path.is_file():
+            raise ValueError(f"models_dir: no weights file {path.name} in {folder}")
+        sizes[model["key"]] = path.stat().st_size
+    first = first_model_key(state)
+    return PageAssets(script_bytes=len(bundle_script().encode("utf-8")), state_bytes=len(cell.encode("utf-8")),
+                      first_key=first, first_model_bytes=sizes[first], all_models_bytes=sum(sizes.values()),
+                      n_models=len(sizes))
+
+
+@dataclass(frozen=True)
+class FirstRender:
+    """Seconds from navigation start until the slider is ready (its container's ``data-status="ready"``), per
+    run, and their median; ``None`` and the reason when it was not measured."""
+
+    runs: tuple[float, ...]
+    reason: str = ""
+
+    @property
+    def seconds(self) -> float | None:
+        return float(np.median(self.runs)) if self.runs else None
+
+
+def standalone_page(html_text: str, *, models_dir: str | os.PathLike[str], directory: str | os.PathLike[str]) -> Path:
+    """Write a page holding only the slider of ``html_text`` into ``directory``, with the bundle and the weights
+    files of its models at the relative paths its ``<script src>`` names (as in the book); returns the page."""
+    cell = slider_cell_html(html_text)
+    scripts = SCRIPT_PATTERN.findall(cell)
+    if len(scripts) != 1:
+        raise ValueError("html_text: expected one <script src=...live-slider.js> in the slider's HTML")
+    parts = PurePosixPath(html.unescape(scripts[0])).parts
+    ups = len(parts) - len(list(itertools.dropwhile(lambda p: p == "..", parts)))
+    rest = parts[ups:]
+    if not rest or any(p in ("..", "/") or ":" in p for p in rest):
+        raise ValueError(f"html_text: the bundle's URL {scripts[0]!r} must be a relative path")
+    root = Path(directory)
+    page = root.joinpath(*["page"] * ups, "index.html")
+    bundle = root.joinpath(*rest)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    bundle.write_text(bundle_script(), encoding="utf-8")
+    models = bundle.parent / "models"
+    models.mkdir(exist_ok=True)
+    for model in embedded_state(cell)["models"]:
+        source = Path(models_dir) / f"{model['key']}.js"
+        if not source.is_file():
+            raise ValueError(f"models_dir: no weights file {source.name} in {Path(models_dir)}")
+        shutil.copyfile(source, models / source.name)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>live slider</title></head>'
+                    f"<body>{cell}</body></html>\n", encoding="utf-8")
+    return page
+
+
+# Runs before the page's own scripts: records performance.now() (ms since navigation start) when the slider's
+# container first gets data-status "ready" or "error".
+_READY_OBSERVER = """(() => {
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      const status = m.target.dataset && m.target.dataset.status;
+      if (m.target.classList.contains("live-slider-browser") && (status === "ready" || status === "error")
+          && window.__liveSliderDone === undefined) {
+        window.__liveSliderDone = { status, ms: performance.now(), text: m.target.textContent.slice(-300) };
+      }
+    }
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-status"] });
+})();"""
+
+
+def first_render_seconds(
+    html_text: str, *, models_dir: str | os.PathLike[str], repeats: int = 3, timeout_s: float = 60.0,
+    chromium: str | os.PathLike[str] = CHROMIUM,
+) -> FirstRender:
+    """Open a :func:`standalone_page` of the slider from file:// in headless Chromium ``repeats`` times (a new tab
+    each time) and time navigation start → the slider ready. Without Chromium or Playwright: no runs, and why."""
+    repeats = check_int("repeats", repeats, minimum=1)
+    timeout_s = check_float("timeout_s", timeout_s, minimum=0.0, strict_minimum=True)
+    if not Path(chromium).exists():
+        return FirstRender((), f"Chromium is not installed at {chromium}")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return FirstRender((), "Playwright is not installed")
+    with tempfile.TemporaryDirectory(prefix="live-slider-") as folder:
+        page = standalone_page(html_text, models_dir=models_dir, directory=Path(folder) / "site")
+        # Playwright's sync API refuses to run in a thread with an asyncio loop (a Jupyter kernel): use a thread.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(_time_page, page.as_uri(), profile=Path(folder) / "profile", repeats=repeats,
+                               timeout_s=timeout_s, chromium=Path(chromium)).result()
+
+
+def _time_page(url: str, *, profile: Path, repeats: int, timeout_s: float, chromium: Path) -> FirstRender:
+    from playwright.sync_api import Error, TimeoutError, sync_playwright
+
+    runs = []
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(profile), executable_path=str(chromium), headless=True, args=list(CHROMIUM_FLAGS))
+            try:
+                context.add_init_script(_READY_OBSERVER)
+                for _ in range(repeats):
+                    tab = context.new_page()
+                    tab.goto(url, wait_until="commit")
+                    tab.wait_for_function("window.__liveSliderDone !== undefined", timeout=1e3 * timeout_s)
+                    done = tab.evaluate("window.__liveSliderDone")
+                    tab.close()
+                    if done["status"] != "ready":
+                        return FirstRender((), f"the slider failed to start: {done['text'].strip()}")
+                    runs.append(done["ms"] / 1e3)
+            finally:
+                context.close()
+    except TimeoutError:
+        return FirstRender((), f"the slider was not ready within {timeout_s:g} s")
+    except Error as error:
+        return FirstRender((), f"Chromium failed: {str(error).splitlines()[0][:200]}")
+    return FirstRender(tuple(runs))
 
 
 # ---------------------------------------------------------------------------------------------- references

@@ -1,7 +1,8 @@
 """The sections of the performance chapter (``notebooks/07_performance``), one function each.
 
 Each function runs a section's measurements with :mod:`helpers.timing`, :mod:`helpers.reference_attacks`,
-:mod:`helpers.flops` and :mod:`helpers.filter_costs`, and returns a small dataclass holding them, with
+:mod:`helpers.flops`, :mod:`helpers.filter_costs` and :mod:`helpers.browser_slider`, and returns a small
+dataclass holding them, with
 
 * ``record()`` — what the section adds to ``benchmark.json`` (:data:`helpers.results.BENCHMARK`);
 * ``glued()`` — the numbers and sentences the chapter's prose shows, by glue name;
@@ -13,8 +14,10 @@ Each function runs a section's measurements with :mod:`helpers.timing`, :mod:`he
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -23,6 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from helpers.attack import AttackResult, EngineStats, run_engine, targeted_attack
+from helpers.browser_slider import FirstRender, PageAssets, first_render_seconds, page_assets, slider_cell_html
 from helpers.filter_costs import gaussian_blur_times, training_step_times
 from helpers.filters import Defence
 from helpers.flops import (
@@ -600,6 +604,89 @@ def filter_training_costs(
     return FilterCosts(batch_size, seconds, blur)
 
 
+# --- The live slider's assets ------------------------------------------------------------------------------
+
+# The chapters with a live slider (their executed notebooks) and the weights files they write.
+SLIDER_PAGES = {"Gaussian": "book/executed/02_gaussian.ipynb", "median": "book/executed/03_median.ipynb"}
+SLIDER_MODELS = "book/_static/live-slider/models"
+SLIDER_LIMIT_MB = 2.0  # what the slider may add to a page before it is ready
+
+
+@dataclass
+class SliderAssets:
+    """What the live slider adds to each page (:func:`helpers.browser_slider.page_assets`) and how long a
+    standalone copy of it takes to be ready in Chromium (:func:`helpers.browser_slider.first_render_seconds`)."""
+
+    pages: dict[str, PageAssets]
+    renders: dict[str, FirstRender]
+
+    def first_load_mb(self) -> dict[str, float]:
+        return {label: assets.first_load_bytes / 1e6 for label, assets in self.pages.items()}
+
+    def record(self) -> dict[str, Any]:
+        return {"limit_mb": SLIDER_LIMIT_MB} | {label: asdict(assets) | {
+            "first_load_bytes": assets.first_load_bytes, "every_model_bytes": assets.every_model_bytes,
+            "first_render_seconds": list(self.renders[label].runs), "first_render_median": self.renders[label].seconds,
+            "first_render_note": self.renders[label].reason} for label, assets in self.pages.items()}
+
+    def glued(self) -> dict[str, Any]:
+        render = self._render_sentence()
+        return {"slider_sizes_sentence": self._sizes_sentence(), "slider_render_sentence": render[:1].upper() + render[1:]}
+
+    def _sizes_sentence(self) -> str:
+        parts = []
+        for label, assets in self.pages.items():
+            mb = assets.first_load_bytes / 1e6
+            verdict = "under" if mb <= SLIDER_LIMIT_MB else "over"
+            share = 100 * assets.first_model_bytes / assets.first_load_bytes
+            parts.append(f"the {label} page loads {mb:.2f} MB before its slider is ready ({share:.0f} % of it the first "
+                         f"model's weights), {verdict} the {SLIDER_LIMIT_MB:g} MB limit, and "
+                         f"{assets.every_model_bytes / 1e6:.1f} MB once a reader has visited "
+                         f"{'both' if assets.n_models == 2 else f'all {assets.n_models}'} of its models")
+        return "; ".join(parts)
+
+    def _render_sentence(self) -> str:
+        parts = []
+        for label, render in self.renders.items():
+            if render.seconds is None:
+                parts.append(f"the {label} page's first render was not measured ({render.reason})")
+            else:
+                runs = len(render.runs)
+                parts.append(f"the {label} page's slider was ready {render.seconds:.2f} s after navigation started "
+                             f"({'one load' if runs == 1 else f'median of {runs} loads'})")
+        return "; ".join(parts)
+
+    def table(self) -> Styler:
+        rows = [{"page": label, "models": assets.n_models,
+                 "bundle + state (kB)": (assets.script_bytes + assets.state_bytes) / 1e3,
+                 "first model (MB)": assets.first_model_bytes / 1e6, "first load (MB)": assets.first_load_bytes / 1e6,
+                 "every model visited (MB)": assets.every_model_bytes / 1e6,
+                 "first render (s)": self.renders[label].seconds} for label, assets in self.pages.items()]
+        return pd.DataFrame(rows).style.format({"bundle + state (kB)": "{:.0f}", "first model (MB)": "{:.2f}",
+                                                "first load (MB)": "{:.2f}", "every model visited (MB)": "{:.1f}",
+                                                "first render (s)": "{:.2f}"}, na_rep="not measured").hide(axis="index")
+
+
+def slider_assets(
+    *, pages: Mapping[str, str | os.PathLike[str]] = SLIDER_PAGES, models_dir: str | os.PathLike[str] = SLIDER_MODELS,
+    repeats: int, measure_render: bool = True,
+) -> SliderAssets:
+    """Each page's slider assets, from its executed notebook and the weights files in ``models_dir``, and (if
+    ``measure_render``) the median of ``repeats`` first renders of its slider in Chromium."""
+    if not isinstance(pages, Mapping) or not pages:
+        raise TypeError(f"pages: expected a mapping of page labels to executed notebooks, got {pages!r}")
+    repeats = check_int("repeats", repeats, minimum=1)
+    if not isinstance(measure_render, bool):
+        raise TypeError(f"measure_render: expected True or False, got {measure_render!r}")
+    assets, renders = {}, {}
+    for label, notebook in pages.items():
+        cell = slider_cell_html(Path(notebook))
+        assets[label] = page_assets(cell, models_dir=models_dir)
+        renders[label] = (first_render_seconds(cell, models_dir=models_dir, repeats=repeats) if measure_render
+                          else FirstRender((), "not asked for"))
+    return SliderAssets(assets, renders)
+
+
 # --- The run log, the goals and the document ---------------------------------------------------------------
 
 
@@ -612,7 +699,8 @@ def run_log_view(rows: Sequence[Mapping[str, Any]]) -> Styler:
 
 
 def goal_rows(
-    engine: EngineRun, seed_loop: SeedLoopRun, libraries: LibraryComparison, kernels: KernelRates, filters: FilterCosts
+    engine: EngineRun, seed_loop: SeedLoopRun, libraries: LibraryComparison, kernels: KernelRates, filters: FilterCosts,
+    slider: SliderAssets,
 ) -> list[dict[str, Any]]:
     """The chapter's goals, what this run measured, whether each is met, and a note explaining each missed one."""
     art, fool = libraries.libraries.get("art", {}), libraries.libraries.get("foolbox", {})
@@ -626,8 +714,9 @@ def goal_rows(
         goal_row("InceptionV3 step, % of tf.matmul GFLOP/s", 100 * kernels.share, at_least=60),
         goal_row("Gaussian layer, extra % per training step", 100 * extra["layer gaussian:1.5"], at_most=5),
         goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=30),
+        goal_row("live slider, first load per page (MB)", max(slider.first_load_mb().values()), at_most=SLIDER_LIMIT_MB),
     ]
-    why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters)
+    why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters, slider)
     for i, goal in enumerate(goals):
         if goal["met"] is None:
             goal["note"] = "not measured (library not installed or failed)"
@@ -640,7 +729,7 @@ def goal_rows(
 
 def _missed_goal_notes(
     engine: EngineRun, seed_loop: SeedLoopRun, libraries: tuple[dict[str, Any], dict[str, Any]], kernels: KernelRates,
-    filters: FilterCosts,
+    filters: FilterCosts, slider: SliderAssets,
 ) -> dict[int, str]:
     """What the measurements say about each goal, by its index in :func:`goal_rows` (shown when it is missed)."""
     seed_step_s = seed_loop.step_seconds
@@ -665,7 +754,14 @@ def _missed_goal_notes(
             f"{spread['none'][0]:.2f}–{spread['none'][1]:.2f}× their median"),
         7: (f"{1e3 * (median(filters.seconds['layer median:3']) - filters.base):.1f} ms per step for tf.math.top_k over the 9 "
             "neighbours of every pixel"),
+        8: _slider_note(slider),
     }
+
+
+def _slider_note(slider: SliderAssets) -> str:
+    label, assets = max(slider.pages.items(), key=lambda item: item[1].first_load_bytes)
+    return (f"the {label} page: bundle {assets.script_bytes / 1e3:.0f} kB, slider HTML and state "
+            f"{assets.state_bytes / 1e3:.0f} kB, first model's weights {assets.first_model_bytes / 1e6:.2f} MB")
 
 
 def _library_note(row: Mapping[str, Any], kind: str, engine_mean_steps: float) -> str:
@@ -681,20 +777,20 @@ def _library_note(row: Mapping[str, Any], kind: str, engine_mean_steps: float) -
 
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
     return pd.DataFrame(list(goals)).replace({"met": {True: "yes", False: "no", None: "—"}}).style.format(
-        {"measured": "{:.1f}"}, na_rep="—").hide(axis="index")
+        {"measured": lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"}, na_rep="—").hide(axis="index")
 
 
 def benchmark_document(
     *, profile: str, machine: Mapping[str, Any], versions: Mapping[str, str | None], engine: EngineRun,
     seed_loop: SeedLoopRun, libraries: LibraryComparison, throughput: Throughput, kernels: KernelRates,
-    filters: FilterCosts, run_log: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, Any]],
+    filters: FilterCosts, slider: SliderAssets, run_log: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     """Everything the chapter measured, for :data:`helpers.results.BENCHMARK` (the load average read now)."""
     return {
         "profile": profile, "machine": dict(machine), "libraries": dict(versions), "engine": engine.record(),
         "seed_loop": seed_loop.record(), "libraries_compared": libraries.libraries,
         "engine_equal_budget": libraries.record_budget(), "batch_throughput": throughput.record(), "xla": throughput.xla,
-        "gflops": kernels.record(), "training_filters": filters.record(), "run_log": [dict(r) for r in run_log],
+        "gflops": kernels.record(), "training_filters": filters.record(), "live_slider": slider.record(), "run_log": [dict(r) for r in run_log],
         "goals": [dict(g) for g in goals], "load_average_end": load_average(),
     }
 
