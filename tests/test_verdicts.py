@@ -177,3 +177,28 @@ def test_paper_choice_rule():
     assert paper_choice_verdict(far)["verdict"] == "refuted"
     assert paper_choice_verdict(base)["verdict"] == "inconclusive"
     assert best_by_kind(far) == {"best_defence": "gaussian:3", "best_gaussian": "gaussian:3", "best_median": "median:3"}
+
+
+def test_score_rules_are_inconclusive_when_no_attack_succeeded():
+    from helpers.verdicts import NO_SUCCESS, best_by_kind, gaussian_accuracy_and_size_verdict, paper_choice_verdict
+
+    nan = float("nan")
+    rows = [_score_row(spec, 0.4, nan, lo=nan, hi=nan) for spec in ("none", "gaussian:1.5", "median:3")]
+    assert gaussian_accuracy_and_size_verdict(rows) == {"verdict": "inconclusive", "evidence": NO_SUCCESS}
+    assert paper_choice_verdict(rows) == {"verdict": "inconclusive", "evidence": NO_SUCCESS}
+    assert best_by_kind(rows) == {"best_defence": None, "best_gaussian": None, "best_median": None}
+
+
+def test_transfer_measures_are_nan_without_adversarial_images():
+    import numpy as np
+
+    from helpers.adaptive import transfer_rates
+    from helpers.evaluate import filter_transfer
+    from helpers.models import build_model
+
+    model = build_model("small_cnn", input_shape=(8, 8, 1), num_classes=3)
+    empty, no_labels = np.zeros((0, 8, 8, 1), np.float32), np.zeros(0, np.int64)
+    rows = filter_transfer(model, empty, no_labels, empty, no_labels, ["none", "gaussian:1"])
+    assert [r["defence"] for r in rows] == ["none", "gaussian:1"]
+    assert all(np.isnan(r[k]) for r in rows for k in ("clean_accuracy", "still_target", "restored"))
+    assert all(np.isnan(v) for v in transfer_rates(model, no_labels, empty, no_labels).values())

@@ -7,7 +7,7 @@ layer and ``scipy.ndimage`` reference, so code iterates the registry and never s
 Both behave the same in training and inference, work on any number of channels, and extend the image at
 its borders like ``scipy.ndimage`` with ``mode="reflect"`` (edge pixels repeated: ``d c b a | a b c d``).
 Because they are layers inside the model, the attacker's gradient goes through them: exactly for the
-Gaussian (a linear map), and through the sort for the median (the gradient reaches the median pixel).
+Gaussian (a linear map), and through the median's min/max network (the gradient reaches the selected pixel).
 """
 
 from __future__ import annotations

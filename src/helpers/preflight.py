@@ -31,9 +31,12 @@ def preflight(params: Mapping[str, Any], *, scan_images: bool = True) -> list[st
         raise TypeError(f"params: expected a mapping of parameter names to values, got {type(params).__name__}")
     check_parameters(params)
     notes: list[str] = []
+    folders: dict[str, str] = {}  # each folder once, under the first parameter that names it
     for name in ("study_dataset", "arch_dataset"):
         if isinstance(params.get(name), str) and params[name].startswith("folder:"):
-            notes += check_folder(name, params[name].removeprefix("folder:"), scan_images=scan_images)
+            folders.setdefault(params[name].removeprefix("folder:"), name)
+    for folder, name in folders.items():
+        notes += check_folder(name, folder, scan_images=scan_images)
     if "study_arch" in params and "study_dataset" in params:
         check_study_size(params)
     if params.get("arch_weights") is not None:

@@ -110,6 +110,9 @@ def architecture_verdict(
         f"{np.median(inc):.4f} [{lo_i:.4f}, {hi_i:.4f}] (n = {len(vgg)}, {len(inc)})")}
 
 
+NO_SUCCESS = "no attack reached its target on the models compared, so they have no perturbation size to score"
+
+
 def _best(rows: Sequence[Mapping], column: str) -> Mapping | None:
     """The first row with the highest finite ``column`` (like pandas' idxmax)."""
     best = None
@@ -139,9 +142,12 @@ def gaussian_accuracy_and_size_verdict(rows: Sequence[Mapping], *, tolerance: fl
     one; refuted: neither; inconclusive: no Gaussian in the grid."""
     tolerance = check_float("tolerance", tolerance, minimum=0.0, maximum=1.0)
     none = next(r for r in rows if r["defence"] == "none")
-    g_best = _best([r for r in rows if r["kind"] == "gaussian"], "score")
-    if g_best is None:
+    gauss = [r for r in rows if r["kind"] == "gaussian"]
+    g_best = _best(gauss, "score")
+    if not gauss:
         return {"verdict": "inconclusive", "evidence": "no Gaussian filter in this run's grid"}
+    if g_best is None or not np.isfinite(float(none["mean_l2"])):
+        return {"verdict": "inconclusive", "evidence": NO_SUCCESS}
     keeps = g_best["clean_accuracy"] >= none["clean_accuracy"] - tolerance
     larger = g_best["mean_l2_lo"] > none["mean_l2_hi"]
     verdict = "confirmed" if keeps and larger else "partly" if keeps or larger else "refuted"
@@ -178,6 +184,8 @@ def paper_choice_verdict(rows: Sequence[Mapping], *, choice: str = "gaussian:1.5
     if paper is None:
         return {"verdict": "inconclusive", "evidence": "σ = 1.5 is not in this run's grid"}
     best = _best(rows, "score")
+    if best is None or not np.isfinite(float(paper["score"])):
+        return {"verdict": "inconclusive", "evidence": NO_SUCCESS}
     if best["defence"] == choice:
         verdict = "confirmed"
     elif paper["score_hi"] >= best["score_lo"]:
