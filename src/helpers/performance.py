@@ -377,7 +377,7 @@ class Throughput:
     def figure(self) -> Figure:
         """Image-steps/s against batch size (log scale), one panel per model; the chapter's batch is dotted."""
         fig = Figure(figsize=(8.4, 3.2), layout="constrained")
-        for ax, (arch, rates) in zip(fig.subplots(1, len(self.rates)), self.rates.items(), strict=True):
+        for ax, (arch, rates) in zip(fig.subplots(1, len(self.rates), squeeze=False)[0], self.rates.items(), strict=True):
             ax.plot(list(rates), list(rates.values()), marker="o")
             if ATTACK_BATCH in rates:
                 ax.axvline(ATTACK_BATCH, color="tab:gray", ls=":", lw=1)
@@ -413,8 +413,10 @@ def batch_throughput(
     if not isinstance(compare_backends, bool):
         raise TypeError(f"compare_backends: expected True or False, got {compare_backends!r}")
     inception_sizes = sorted({b for b in batch_sizes if b <= inception_batch} | {inception_batch})
+    # The study model keeps its architecture's name unless it is InceptionV3 too (the paper profile's study).
+    study_name = study_arch if study_arch != "inception_v3" else f"{study_arch} (study, {model.input_shape[1]} px)"
     rates = {
-        study_arch: step_throughput(model, sorted(set(batch_sizes)), repeats=repeats),
+        study_name: step_throughput(model, sorted(set(batch_sizes)), repeats=repeats),
         "inception_v3": step_throughput(inception, inception_sizes, repeats=repeats, steps=1),
     }
     xla = xla_against_graph(model, batch=ATTACK_BATCH, repeats=repeats, seed=seed) if compare_backends else None
@@ -591,7 +593,9 @@ def filter_training_costs(
     repeats: int, seed: int = 0,
 ) -> FilterCosts:
     """Training steps of ``arch`` with each of :data:`TRAINING_DEFENCES` as a layer and in the input pipeline, and
-    the Gaussian layer's blur against a depthwise convolution on one batch, ``repeats`` rounds each."""
+    the Gaussian layer's blur against a depthwise convolution on one batch, ``repeats`` rounds each. A training
+    set smaller than ``batch_size`` (a small image folder) is timed in batches of all its images."""
+    batch_size = min(check_int("batch_size", batch_size, minimum=1), len(images))
     seconds = training_step_times(
         arch, images, labels, defences=list(TRAINING_DEFENCES), num_classes=num_classes,
         batch_size=batch_size, n_batches=n_batches, repeats=repeats, seed=seed,
