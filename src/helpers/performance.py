@@ -629,7 +629,7 @@ def goal_rows(
         goal_row("vs Foolbox at equal steps (×)", fool.get("equal_ratio"), at_least=3),
         goal_row("InceptionV3 step, % of tf.matmul GFLOP/s", 100 * kernels.share, at_least=60),
         goal_row("Gaussian layer, extra % per training step", 100 * extra["layer gaussian:1.5"], at_most=5),
-        goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=30),
+        goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=20),
     ]
     why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters)
     for i, goal in enumerate(goals):
@@ -667,8 +667,8 @@ def _missed_goal_notes(
             if grad_row and grad_row["GFLOP/s"] else "see the op profile"),
         6: (f"{1e3 * (median(filters.seconds['layer gaussian:1.5']) - filters.base):.1f} ms per step; single steps ranged "
             f"{spread['none'][0]:.2f}–{spread['none'][1]:.2f}× their median"),
-        7: (f"{1e3 * (median(filters.seconds['layer median:3']) - filters.base):.1f} ms per step for tf.math.top_k over the 9 "
-            "neighbours of every pixel"),
+        7: (f"{1e3 * (median(filters.seconds['layer median:3']) - filters.base):.1f} ms per step for the median's min/max network "
+            "(column sorts shared between neighbouring windows, then opt_med9's last ten comparators)"),
     }
 
 
