@@ -1,6 +1,7 @@
 """The paper profile before a GPU sees it: every file it needs is checked before training, and the whole book
 runs end to end on a tiny ImageNet-style folder with stand-in ImageNet weight files."""
 
+import csv
 import json
 import os
 import subprocess
@@ -131,6 +132,11 @@ def test_paper_profile_runs_every_chapter_on_a_tiny_folder(tmp_path):
     assert "1 unreadable or non-image file(s)" in run.stdout
     for name in NOTEBOOKS:
         assert (out / "book" / "executed" / f"{name}.ipynb").exists()
-    attack = (out / "data" / "results").glob("*.csv")
-    assert any(attack)
+    assert (out / "data" / "results" / "verdicts.csv").exists()
+    # At these sizes attacks may reach no target: the example figures then say so instead of failing on an empty batch.
+    with open(out / "data" / "results" / "attack.csv", newline="") as f:
+        failed = [row["model"] for row in csv.DictReader(f) if float(row["success_rate"]) == 0]
+    cells = json.loads((out / "book" / "executed" / "01_attack.ipynb").read_text())["cells"]
+    printed = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    assert printed.count("so there is no example to show") == len(failed)
     assert {p: p.stat().st_mtime for p in (ROOT / "book" / "executed").glob("*.ipynb")} == before  # the repository's own copies
