@@ -6,7 +6,9 @@ earlier ``tf.math.top_k`` median, both as the model's first layer.
 Three models per window size — no filter, the top_k median, the network median — are built with
 ``helpers.models.build_model("small_cnn", ...)`` on MNIST digits and trained with ``train_on_batch`` on batches of
 64, taking turns step by step so that a change in the machine's load hits them alike. The script prints the median
-seconds per step of each and the extra share over no filter ("extra % per training step").
+seconds per step of each and the extra share over no filter ("extra % per training step"); then the same for an
+attack step, the loss gradient with respect to the input image, which goes through the filter (a training step
+does not differentiate the weightless first layer).
 """
 
 from __future__ import annotations
@@ -77,12 +79,26 @@ def main() -> None:
     def step(model: keras.Model):
         return lambda round_: model.train_on_batch(*batches[round_ % len(batches)])
 
-    times = _time_turn_by_turn({name: step(model) for name, model in models.items()}, rounds=args.rounds)
-    base = statistics.median(times["none"])
-    print(f"{'model':<24} {'ms/step':>8} {'extra %':>8}   ({args.rounds} interleaved rounds, batch {args.batch_size})")
-    for name, values in times.items():
-        ms = statistics.median(values)
-        print(f"{name:<24} {ms * 1e3:8.2f} {100 * (ms / base - 1):8.1f}")
+    def attack_step(model: keras.Model):
+        # What an attack step computes: the loss gradient with respect to the input, through the filter.
+        @tf.function
+        def gradient(x, y):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=False), from_logits=True)
+            return tape.gradient(loss, x)
+
+        tensors = [(tf.constant(x), tf.constant(y)) for x, y in batches]
+        return lambda round_: gradient(*tensors[round_ % len(tensors)]).numpy()
+
+    for title, make in (("training step (train_on_batch)", step), ("attack step (gradient to the input)", attack_step)):
+        times = _time_turn_by_turn({name: make(model) for name, model in models.items()}, rounds=args.rounds)
+        base = statistics.median(times["none"])
+        print(f"{title}: {args.rounds} interleaved rounds, batch {args.batch_size}")
+        print(f"{'model':<24} {'ms/step':>8} {'extra %':>8}")
+        for name, values in times.items():
+            ms = statistics.median(values)
+            print(f"{name:<24} {ms * 1e3:8.2f} {100 * (ms / base - 1):8.1f}")
 
 
 if __name__ == "__main__":
