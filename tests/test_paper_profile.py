@@ -105,6 +105,20 @@ def test_preflight_checks_the_image_folder(tmp_path):
         preflight(paper(good, arch_weights=None, study_image_size=None))
 
 
+def test_each_chapter_first_cell_checks_folders_and_weight_files_cheaply(tmp_path, monkeypatch):
+    from helpers.notebook import check_parameters
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    folder = image_folder(tmp_path / "images", size=16)
+    chapter = {"profile": "paper", "arch_dataset": f"folder:{folder}", "arch_list": ["vgg16"], "arch_weights": "imagenet",
+               "arch_image_sizes": {"vgg16": 224}, "In": [], "_": None}  # a notebook's globals hold more than parameters
+    with pytest.raises(FileNotFoundError, match="arch_weights: ImageNet weights for vgg16 are missing"):
+        check_parameters(chapter)
+    with pytest.raises(FileNotFoundError, match="arch_dataset: no folder at"):
+        check_parameters(chapter | {"arch_dataset": f"folder:{tmp_path / 'nowhere'}"})
+    check_parameters(chapter | {"arch_weights": None})
+
+
 def test_run_book_stops_before_any_notebook_when_a_weight_file_is_missing(tmp_path):
     folder = image_folder(tmp_path / "images", size=16)
     env = os.environ | {"KERAS_HOME": str(tmp_path / "keras")}
