@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Sizes that let the paper profile's every chapter run in a few minutes on 2 CPU cores: the 299 px images are
 # resized to InceptionV3's smallest input (75 px) for the attack chapter's pretrained InceptionV3; one epoch, a
 # few images and steps. The defence study (chapters 1-6, four models) uses the small CNN at 32 px; set
-# PAPER_STUDY_ARCH=inception_v3 to run it with the paper profile's own InceptionV3 (at 75 px, about 10 min here).
+# PAPER_STUDY_ARCH=inception_v3 to run it with the paper profile's own InceptionV3 (at 75 px, about 12 min on 2 cores).
 STUDY_ARCH = os.environ.get("PAPER_STUDY_ARCH", "small_cnn")
 SMALL = {
     "study_arch": STUDY_ARCH, "study_image_size": 75 if STUDY_ARCH != "small_cnn" else 32, "epochs": 1, "sigmas": [0, 1.5], "windows": [3], "n_attack": 2, "max_steps": 3,
@@ -78,6 +78,12 @@ def test_preflight_names_the_missing_weight_file_and_where_it_goes(tmp_path, mon
         (tmp_path / "keras" / "models" / name).write_bytes(b"truncated")
     with pytest.raises(ValueError, match="arch_weights: .* not an HDF5 weights file"):
         preflight(paper(folder))
+    stand_in_weights(tmp_path / "keras", ["resnet50"])  # a real weights file, of the wrong architecture
+    wrong = tmp_path / "keras" / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with pytest.raises(ValueError, match=r"arch_weights: .*resnet50_weights.* does not fit vgg16 without its top"):
+        preflight(paper(folder, arch_weights=str(wrong), arch_list=["vgg16"], arch_image_sizes={"vgg16": 32}))
+    assert preflight(paper(folder, arch_weights=str(wrong), arch_list=["resnet50"], arch_image_sizes={"resnet50": 32}),
+                     scan_images=False) == [f"arch_weights: {wrong} loaded into resnet50"]
     with pytest.raises(FileNotFoundError, match="arch_weights: no file at"):
         preflight(paper(folder, arch_weights=str(tmp_path / "nowhere.h5"), arch_list=["vgg16"]))
     with pytest.raises(ValueError, match="arch_weights: one weights file cannot fit 3 architectures"):

@@ -14,7 +14,7 @@ __all__ = ["check_parameters", "glue", "run_settings"]
 def check_parameters(params: Mapping[str, Any]) -> None:
     """Check a chapter's parameters (its ``globals()``) and, cheaply, the files they name: image folders and
     their class folders, and the pretrained weight files (:func:`helpers.preflight.preflight`)."""
-    preflight({name: params[name] for name in params if not name.startswith("_")}, scan_images=False)
+    preflight({name: params[name] for name in params if not name.startswith("_")}, scan_images=False, load_weights=False)
 
 
 def run_settings(params: Mapping[str, Any]) -> None:

@@ -20,12 +20,13 @@ CHANNELS = {"mnist": 1, "digits": 1, "shapes": 3, "folder": 3}
 _FOLDER_HINT = "one sub-folder of images per class; give it with --data PATH (make book PROFILE=paper DATA=PATH)"
 
 
-def preflight(params: Mapping[str, Any], *, scan_images: bool = True) -> list[str]:
+def preflight(params: Mapping[str, Any], *, scan_images: bool = True, load_weights: bool = True) -> list[str]:
     """Check every parameter in ``params`` and every file they name; returns notes (e.g. skipped files).
 
     Raises a one-line ``TypeError``, ``ValueError`` or ``FileNotFoundError`` naming the parameter. With
     ``scan_images`` each image of a ``folder:PATH`` data set is opened (header only) and every class needs two
-    readable images; without it only the folder and its class folders are checked.
+    readable images; without it only the folder and its class folders are checked. With ``load_weights`` each
+    architecture's backbone is built once with its pretrained weights file, so a file that does not fit fails here.
     """
     if not isinstance(params, Mapping):
         raise TypeError(f"params: expected a mapping of parameter names to values, got {type(params).__name__}")
@@ -41,6 +42,8 @@ def preflight(params: Mapping[str, Any], *, scan_images: bool = True) -> list[st
         check_study_size(params)
     if params.get("arch_weights") is not None:
         check_weights(params)
+        if load_weights:
+            notes += try_weights(params)
     return notes
 
 
@@ -107,6 +110,24 @@ def check_weights(params: Mapping[str, Any]) -> None:
             raise FileNotFoundError(f"arch_weights: ImageNet weights for {arch} are missing; put Keras' {IMAGENET_FILES[arch]} "
                                     f"at {path} (the folder is $KERAS_HOME/models, default ~/.keras/models)")
         _check_weights_file(path, what=f"{IMAGENET_FILES[arch]} at {path}")
+
+
+def try_weights(params: Mapping[str, Any]) -> list[str]:
+    """Build each architecture of ``arch_list`` at its size with ``arch_weights`` loaded (a few seconds each)."""
+    import keras
+
+    from helpers.models import build_model
+
+    sizes = params.get("arch_image_sizes", {})
+    for arch in params.get("arch_list", []):
+        size = sizes.get(arch, 299)
+        try:
+            build_model(arch, input_shape=(size, size, 3), num_classes=2, weights=params["arch_weights"])
+        except (ValueError, OSError) as error:
+            raise ValueError(f"arch_weights: {str(error).removeprefix('weights: ')}") from None
+        finally:
+            keras.backend.clear_session()
+    return [f"arch_weights: {params['arch_weights']} loaded into {', '.join(params.get('arch_list', []))}"]
 
 
 def _check_weights_file(path: Path, *, what: str) -> None:
