@@ -25,10 +25,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from helpers import io, results  # noqa: E402, I001
 from helpers.io import file_sha256, package_versions  # noqa: E402
+from helpers.preflight import preflight  # noqa: E402
 from helpers.profiles import NOTEBOOKS, parameters_cell, profile_parameters  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
-EXECUTED = ROOT / "book" / "executed"
+# Where the notebooks run (their data/ folder) and where their executed copies go; --output-root moves both.
+WORK = ROOT
+EXECUTED = WORK / "book" / "executed"
 
 
 def notebook_parameters(path: Path) -> list[str]:
@@ -127,7 +130,7 @@ def run_notebook(name: str, params: dict) -> tuple[float, float]:
     fails, the end of that log without TensorFlow's C++ log lines."""
     source, target = SOURCE / f"{name}.ipynb", EXECUTED / f"{name}.ipynb"
     log_path = target.with_suffix(".log")
-    cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(ROOT), "-k", "python3"]
+    cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(WORK), "-k", "python3"]
     for key, value in params.items():
         cmd += ["-y", json.dumps({key: value})]
     start = time.perf_counter()
@@ -150,8 +153,7 @@ def run_notebook(name: str, params: dict) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip() and not NOISE.match(line)]
         print("\n".join(lines[-40:]), file=sys.stderr)
-        raise SystemExit(f"{name}: papermill failed (above: the end of {log_path.relative_to(ROOT)}); "
-                         f"the executed copy is in {target.relative_to(ROOT)}")
+        raise SystemExit(f"{name}: papermill failed (above: the end of {log_path}); the executed copy is in {target}")
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -163,6 +165,9 @@ def main() -> None:
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter (JSON value)")
     parser.add_argument("--force", action="store_true", help="re-execute even if nothing changed")
     parser.add_argument("--no-build", action="store_true", help="only run the notebooks")
+    parser.add_argument("--output-root", default=None, metavar="DIR",
+                        help="run the notebooks in DIR (its data/ and book/executed/), leaving the repository's own "
+                             "outputs alone; needs --no-build")
     parser.add_argument("--sync-parameters", action="store_true",
                         help="rewrite the notebooks' parameters cells from helpers.profiles.PARAMETERS and exit")
     args = parser.parse_args()
@@ -184,9 +189,20 @@ def main() -> None:
     unknown = sorted(set(args.only) - set(NOTEBOOKS))
     if unknown:
         raise SystemExit(f"error: --only {unknown[0]}: unknown notebook; known: {', '.join(NOTEBOOKS)}")
+    try:  # every parameter and every file the run needs, before any training
+        for note in preflight(params):
+            print(f"  {note}", flush=True)
+    except (TypeError, ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
 
+    if args.output_root:
+        if not args.no_build:
+            raise SystemExit("error: --output-root: the book builds from the repository's book/executed; add --no-build")
+        global WORK, EXECUTED
+        WORK = Path(args.output_root).resolve()
+        EXECUTED = WORK / "book" / "executed"
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    os.chdir(ROOT)  # the results folder is relative to the repository root, as in the notebooks
+    os.chdir(WORK)  # the results folder is relative to the working folder (the repository root), as in the notebooks
     log = io.read_json(results.RUN_LOG.path) if results.RUN_LOG.path.exists() else {}
     by_profile = log.get("by_profile", {})  # every profile's latest timings, for the performance chapter
     if log.get("profile"):

@@ -1,10 +1,22 @@
+import itertools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from helpers.filters import NONE, Defence, GaussianBlur, MedianFilter, model_defence, study_grid
+from helpers.filters import (
+    NONE,
+    OPT_MED9,
+    Defence,
+    GaussianBlur,
+    MedianFilter,
+    median_network,
+    merge_exchange_network,
+    model_defence,
+    study_grid,
+)
 
 
 @pytest.fixture
@@ -24,6 +36,45 @@ def test_median_matches_scipy_exactly(images, size):
     ours = np.asarray(MedianFilter(size)(images))
     ref = ndimage.median_filter(images, size=(1, size, size, 1), mode="reflect")
     np.testing.assert_array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("size", [3, 5, 7, 9])
+@pytest.mark.parametrize("draw", range(3))
+def test_median_matches_scipy_exactly_with_ties_and_random_floats(size, draw):
+    rng = np.random.default_rng(100 + draw)
+    shape = (2, int(rng.integers(size // 2 + 1, 17)), int(rng.integers(size // 2 + 1, 17)), int(rng.integers(1, 4)))
+    ties = rng.choice(np.float32([0.0, 0.5, 1.0]), size=shape)  # most windows hold many equal values
+    floats = rng.standard_normal(shape).astype(np.float32)
+    for x in (ties, floats):
+        np.testing.assert_array_equal(np.asarray(MedianFilter(size)(x)), ndimage.median_filter(x, size=(1, size, size, 1), mode="reflect"))
+
+
+def _run(pairs, values):
+    values = list(values)
+    for a, b in pairs:
+        values[a], values[b] = min(values[a], values[b]), max(values[a], values[b])
+    return values
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 9, 12])
+def test_merge_exchange_network_sorts_every_zero_one_input(n):
+    # The 0-1 principle: a comparator network that sorts every 0/1 sequence sorts every sequence.
+    pairs = merge_exchange_network(n)
+    for bits in itertools.product((0, 1), repeat=n):
+        assert _run(pairs, bits) == sorted(bits)
+
+
+def test_opt_med9_and_the_pruned_networks_select_the_median_of_every_zero_one_input():
+    for bits in itertools.product((0, 1), repeat=9):
+        assert _run(OPT_MED9, bits)[4] == sorted(bits)[4]
+        sorted_columns = [v for c in range(3) for v in sorted(bits[3 * c : 3 * c + 3])]
+        wires = list(sorted_columns)
+        for a, b, need_min, need_max in median_network(3)[1]:
+            low, high = min(wires[a], wires[b]), max(wires[a], wires[b])
+            wires[a] = low if need_min else wires[a]
+            wires[b] = high if need_max else wires[b]
+        assert wires[4] == sorted(bits)[4]
+    assert len(median_network(3)[1]) == len(OPT_MED9) - 9
 
 
 def test_single_channel_and_many_channels():
@@ -67,6 +118,18 @@ def test_gradients_flow_through_both_filters(images):
     assert g_grad.sum() == pytest.approx(images.size, rel=1e-4)
     assert m_grad.sum() == pytest.approx(images.size)
     assert set(np.unique(m_grad)) <= set(range(10))
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_gradient_reaches_one_pixel_per_output_also_with_ties(size):
+    x = tf.constant(np.random.default_rng(3).choice(np.float32([0.0, 0.5, 1.0]), size=(2, 9, 8, 2)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = MedianFilter(size)(x)
+    grad = tape.gradient(out, x).numpy()
+    # min/max send a tie's gradient to one argument, so the counts are integers summing to the number of outputs
+    # (integers below 2**24 add exactly in float32).
+    assert grad.sum() == out.shape.num_elements() and np.array_equal(grad, np.round(grad)) and grad.min() >= 0
 
 
 def test_layers_are_not_trainable_and_same_in_training_and_inference(images):

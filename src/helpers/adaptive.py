@@ -80,8 +80,11 @@ def input_gradient(model: keras.Model, images: np.ndarray, labels: np.ndarray) -
 
 
 def transfer_rates(model: keras.Model, labels: np.ndarray, adversarial: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Feed adversarial images made on another model to ``model``: share still on target, share correct."""
+    """Feed adversarial images made on another model to ``model``: share still on target, share correct (NaN for
+    no images: no attack succeeded)."""
     num_classes = check_classifier(model)
+    if len(adversarial) == 0:
+        return {"still_target": float("nan"), "correct": float("nan")}
     adversarial = check_model_images(model, adversarial, name="adversarial")
     labels = check_labels("labels", labels, length=len(adversarial), num_classes=num_classes)
     targets = check_labels("targets", targets, length=len(adversarial), num_classes=num_classes)

@@ -134,10 +134,15 @@ def filter_transfer(
     """Blur clean and adversarial images with each defence and ask an *undefended* model about them.
 
     For each defence: accuracy on the blurred clean images, and on the blurred adversarial images the
-    share still classified as the target and the share restored to the true label.
+    share still classified as the target and the share restored to the true label. With no images (no attack
+    succeeded) every share is NaN.
     """
     rows = []
     for defence in map(Defence.parse, defences):
+        if len(images) == 0:
+            rows.append({"defence": str(defence), "label": defence.label, "clean_accuracy": float("nan"),
+                         "still_target": float("nan"), "restored": float("nan")})
+            continue
         clean = predict_logits(model, defence.apply(images)).argmax(1)
         adv = predict_logits(model, defence.apply(adversarial)).argmax(1)
         rows.append({

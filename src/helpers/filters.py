@@ -7,12 +7,12 @@ layer and ``scipy.ndimage`` reference, so code iterates the registry and never s
 Both behave the same in training and inference, work on any number of channels, and extend the image at
 its borders like ``scipy.ndimage`` with ``mode="reflect"`` (edge pixels repeated: ``d c b a | a b c d``).
 Because they are layers inside the model, the attacker's gradient goes through them: exactly for the
-Gaussian (a linear map), and through the sort for the median (the gradient reaches the median pixel).
+Gaussian (a linear map), and through the median's min/max network (the gradient reaches the selected pixel).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -98,9 +98,82 @@ class GaussianBlur(keras.layers.Layer):
         return {**super().get_config(), "sigma": self.sigma, "truncate": self.truncate}
 
 
+# The median of 9 as Devillard's opt_med9 (after A. W. Paeth, Graphics Gems, 1990): 19 compare-exchanges
+# (a, b) that leave the smaller value in wire a and the larger in wire b; wire 4 ends as the median. Its first
+# nine sort the triples (0, 1, 2), (3, 4, 5) and (6, 7, 8), each with (1, 2), (0, 1), (1, 2).
+OPT_MED9 = (
+    (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8),
+    (0, 3), (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2),
+)
+Network = list[tuple[int, int, bool, bool]]
+
+
+def merge_exchange_network(n: int) -> list[tuple[int, int]]:
+    """Batcher's merge-exchange sorting network on ``n`` wires (Knuth, TAOCP vol. 3, 5.2.2 Algorithm M): a list
+    of compare-exchanges ``(a, b)``, ``a < b``, after which the wires hold the values in ascending order."""
+    n = check_int("n", n, minimum=1)
+    pairs: list[tuple[int, int]] = []
+    t = max(1, (n - 1).bit_length())
+    p = 1 << (t - 1)
+    while p > 0:
+        q, r, d = 1 << (t - 1), 0, p
+        while True:
+            pairs.extend((i, i + d) for i in range(n - d) if i & p == r)
+            if q == p:
+                break
+            d, q, r = q - p, q // 2, p
+        p //= 2
+    return pairs
+
+
+def prune_network(pairs: Iterable[tuple[int, int]], *, output: int) -> Network:
+    """The compare-exchanges that wire ``output`` depends on, each as ``(a, b, need_min, need_max)``: a
+    comparator none of whose results is read later is dropped, and of the others only the read results are kept."""
+    needed = {check_int("output", output, minimum=0)}
+    kept = []
+    for a, b in reversed(list(pairs)):
+        if a in needed or b in needed:
+            kept.append((a, b, a in needed, b in needed))
+            needed |= {a, b}
+    return kept[::-1]
+
+
+def median_network(size: int) -> tuple[bool, Network]:
+    """The median's selection network for an odd ``size`` x ``size`` window (``size`` ≥ 3), and whether its wires
+    are the window's columns sorted beforehand (wire ``size·c + r`` = the ``r``-th smallest of column ``c``).
+
+    3 x 3: opt_med9 without its first nine comparators, which sort the columns; sorting the columns once per
+    image column serves the three windows that share it. Larger windows: Batcher's merge-exchange network on
+    the ``size²`` values, pruned to the middle wire."""
+    size = check_int("size", size, minimum=3)
+    if size % 2 == 0:
+        raise ValueError(f"size: the median window must be odd (3, 5, 7, ...), got {size}")
+    if size == 3:
+        return True, prune_network(OPT_MED9[9:], output=4)
+    return False, prune_network(merge_exchange_network(size * size), output=size * size // 2)
+
+
+def compare_exchange(wires: Sequence, network: Network) -> list:
+    """Run a (pruned) network on a list of tensors. ``tf.minimum`` and ``tf.maximum`` pass the gradient to one
+    argument each (to the first on ties), so each result's gradient reaches exactly one input."""
+    wires = list(wires)
+    for a, b, need_min, need_max in network:
+        low = tf.minimum(wires[a], wires[b]) if need_min else None
+        high = tf.maximum(wires[a], wires[b]) if need_max else None
+        if need_min:
+            wires[a] = low
+        if need_max:
+            wires[b] = high
+    return wires
+
+
 @keras.saving.register_keras_serializable(package="helpers")
 class MedianFilter(keras.layers.Layer):
-    """Replace each pixel by the median of its ``size`` x ``size`` window, per channel (size 1: identity)."""
+    """Replace each pixel by the median of its ``size`` x ``size`` window, per channel (size 1: identity).
+
+    The median is a fixed compare-exchange (min/max) network over the window's shifted views
+    (:func:`median_network`), so it selects exactly the value ``scipy.ndimage.median_filter`` returns, and each
+    output's gradient reaches exactly one pixel of its window (the one selected)."""
 
     def __init__(self, size: int = 3, **kwargs):
         kwargs.pop("trainable", None)
@@ -108,21 +181,20 @@ class MedianFilter(keras.layers.Layer):
         self.size = check_int("size", size, minimum=1, maximum=31)
         if self.size % 2 == 0:
             raise ValueError(f"size: the median window must be odd (1, 3, 5, ...), got {self.size}")
+        self.sorted_columns, self.network = median_network(self.size) if self.size > 1 else (False, [])
 
     def call(self, inputs):
         if self.size == 1:
             return inputs
-        radius = self.size // 2
-        padded = reflect_pad(inputs, radius)
+        size = self.size
+        padded = reflect_pad(inputs, size // 2)
         height, width = inputs.shape[1], inputs.shape[2]
-        # Stack the size*size shifted views on a new last axis, then take the middle of the sorted values.
-        shifted = [
-            padded[:, i : i + height, j : j + width, :] for i in range(self.size) for j in range(self.size)
-        ]
-        stack = tf.stack(shifted, axis=-1)
-        middle = self.size * self.size // 2
-        top = tf.math.top_k(stack, k=middle + 1, sorted=True).values
-        return top[..., middle]
+        # The window's column c, row r is rows[r][:, :, c : c + width] (rows: the padded image shifted down by r).
+        rows = [padded[:, r : r + height, :, :] for r in range(size)]
+        if self.sorted_columns:
+            rows = compare_exchange(rows, [(a, b, True, True) for a, b in OPT_MED9[:9:3]])
+        wires = [row[:, :, c : c + width, :] for c in range(size) for row in rows]
+        return compare_exchange(wires, self.network)[size * size // 2]
 
     def compute_output_shape(self, input_shape):
         return input_shape

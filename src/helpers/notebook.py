@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from helpers.profiles import check_parameters, shown_parameters
+from helpers.preflight import preflight
+from helpers.profiles import shown_parameters
 
 __all__ = ["check_parameters", "glue", "run_settings"]
+
+
+def check_parameters(params: Mapping[str, Any]) -> None:
+    """Check a chapter's parameters (its ``globals()``) and, cheaply, the files they name: image folders and
+    their class folders, and the pretrained weight files (:func:`helpers.preflight.preflight`)."""
+    preflight({name: params[name] for name in params if not name.startswith("_")}, scan_images=False, load_weights=False)
 
 
 def run_settings(params: Mapping[str, Any]) -> None:

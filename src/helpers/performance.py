@@ -381,7 +381,7 @@ class Throughput:
     def figure(self) -> Figure:
         """Image-steps/s against batch size (log scale), one panel per model; the chapter's batch is dotted."""
         fig = Figure(figsize=(8.4, 3.2), layout="constrained")
-        for ax, (arch, rates) in zip(fig.subplots(1, len(self.rates)), self.rates.items(), strict=True):
+        for ax, (arch, rates) in zip(fig.subplots(1, len(self.rates), squeeze=False)[0], self.rates.items(), strict=True):
             ax.plot(list(rates), list(rates.values()), marker="o")
             if ATTACK_BATCH in rates:
                 ax.axvline(ATTACK_BATCH, color="tab:gray", ls=":", lw=1)
@@ -417,8 +417,10 @@ def batch_throughput(
     if not isinstance(compare_backends, bool):
         raise TypeError(f"compare_backends: expected True or False, got {compare_backends!r}")
     inception_sizes = sorted({b for b in batch_sizes if b <= inception_batch} | {inception_batch})
+    # The study model keeps its architecture's name unless it is InceptionV3 too (the paper profile's study).
+    study_name = study_arch if study_arch != "inception_v3" else f"{study_arch} (study, {model.input_shape[1]} px)"
     rates = {
-        study_arch: step_throughput(model, sorted(set(batch_sizes)), repeats=repeats),
+        study_name: step_throughput(model, sorted(set(batch_sizes)), repeats=repeats),
         "inception_v3": step_throughput(inception, inception_sizes, repeats=repeats, steps=1),
     }
     xla = xla_against_graph(model, batch=ATTACK_BATCH, repeats=repeats, seed=seed) if compare_backends else None
@@ -595,7 +597,9 @@ def filter_training_costs(
     repeats: int, seed: int = 0,
 ) -> FilterCosts:
     """Training steps of ``arch`` with each of :data:`TRAINING_DEFENCES` as a layer and in the input pipeline, and
-    the Gaussian layer's blur against a depthwise convolution on one batch, ``repeats`` rounds each."""
+    the Gaussian layer's blur against a depthwise convolution on one batch, ``repeats`` rounds each. A training
+    set smaller than ``batch_size`` (a small image folder) is timed in batches of all its images."""
+    batch_size = min(check_int("batch_size", batch_size, minimum=1), len(images))
     seconds = training_step_times(
         arch, images, labels, defences=list(TRAINING_DEFENCES), num_classes=num_classes,
         batch_size=batch_size, n_batches=n_batches, repeats=repeats, seed=seed,
@@ -713,7 +717,7 @@ def goal_rows(
         goal_row("vs Foolbox at equal steps (×)", fool.get("equal_ratio"), at_least=3),
         goal_row("InceptionV3 step, % of tf.matmul GFLOP/s", 100 * kernels.share, at_least=60),
         goal_row("Gaussian layer, extra % per training step", 100 * extra["layer gaussian:1.5"], at_most=5),
-        goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=30),
+        goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=20),
         goal_row("live slider, first load per page (MB)", max(slider.first_load_mb().values()), at_most=SLIDER_LIMIT_MB),
     ]
     why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters, slider)
@@ -752,8 +756,8 @@ def _missed_goal_notes(
             if grad_row and grad_row["GFLOP/s"] else "see the op profile"),
         6: (f"{1e3 * (median(filters.seconds['layer gaussian:1.5']) - filters.base):.1f} ms per step; single steps ranged "
             f"{spread['none'][0]:.2f}–{spread['none'][1]:.2f}× their median"),
-        7: (f"{1e3 * (median(filters.seconds['layer median:3']) - filters.base):.1f} ms per step for tf.math.top_k over the 9 "
-            "neighbours of every pixel"),
+        7: (f"{1e3 * (median(filters.seconds['layer median:3']) - filters.base):.1f} ms per step for the median's min/max network "
+            "(column sorts shared between neighbouring windows, then opt_med9's last ten comparators)"),
         8: _slider_note(slider),
     }
 

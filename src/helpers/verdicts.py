@@ -28,10 +28,6 @@ CLAIMS = {
 RMS_THRESHOLD = 8 / 255
 # C2: both architectures must reach this clean accuracy before their perturbations are compared.
 MIN_ARCH_ACCURACY = 0.6
-# C3: "keeps good accuracy" = at most this many accuracy points below the undefended model.
-ACCURACY_TOLERANCE = 0.02
-# C4: a difference in accuracy counts when it exceeds this many seed standard deviations.
-SEED_SPREADS = 2
 
 
 def _verdict(value: str) -> str:
@@ -223,62 +219,6 @@ def best_by_kind(rows: Sequence[Mapping], *, column: str = "score") -> dict[str,
         row = _best([r for r in rows if r["kind"] == kind], column)
         picks[f"best_{kind}"] = row["defence"] if row else None
     return picks
-
-
-def gaussian_accuracy_and_size_verdict(rows: Sequence[Mapping], *, tolerance: float = ACCURACY_TOLERANCE) -> dict[str, str]:
-    """C3 from chapter 5's score table: the Gaussian filter with the best score keeps accuracy within ``tolerance``
-    of no filter *and* the interval of its mean ‖δ‖₂ lies above the undefended one. Confirmed: both; partly:
-    one; refuted: neither; inconclusive: no Gaussian in the grid."""
-    tolerance = check_float("tolerance", tolerance, minimum=0.0, maximum=1.0)
-    none = next(r for r in rows if r["defence"] == "none")
-    g_best = _best([r for r in rows if r["kind"] == "gaussian"], "score")
-    if g_best is None:
-        return {"verdict": "inconclusive", "evidence": "no Gaussian filter in this run's grid"}
-    keeps = g_best["clean_accuracy"] >= none["clean_accuracy"] - tolerance
-    larger = g_best["mean_l2_lo"] > none["mean_l2_hi"]
-    verdict = "confirmed" if keeps and larger else "partly" if keeps or larger else "refuted"
-    return {"verdict": verdict, "evidence": (
-        f"{g_best['label']}: accuracy {g_best['clean_accuracy']:.1%} vs {none['clean_accuracy']:.1%} without filter; "
-        f"mean ‖δ‖₂ {g_best['mean_l2']:.2f} [{g_best['mean_l2_lo']:.2f}, {g_best['mean_l2_hi']:.2f}] vs "
-        f"{none['mean_l2']:.2f} [{none['mean_l2_lo']:.2f}, {none['mean_l2_hi']:.2f}]")}
-
-
-def gaussian_beats_median_verdict(rows: Sequence[Mapping], *, spreads: float = SEED_SPREADS) -> dict[str, str]:
-    """C4 from chapter 5's score table: the most accurate Gaussian against the most accurate median. Confirmed
-    when it is more accurate by more than ``spreads`` seed standard deviations, refuted when less accurate by
-    as much, inconclusive otherwise (or when a family is missing)."""
-    gauss = [r for r in rows if r["kind"] == "gaussian"]
-    median = [r for r in rows if r["kind"] == "median"]
-    if not gauss or not median:
-        return {"verdict": "inconclusive", "evidence": "this run's grid lacks Gaussian or median filters"}
-    g_acc, m_acc = _best(gauss, "clean_accuracy"), _best(median, "clean_accuracy")
-    spread = np.nanmax([g_acc["accuracy_std"], m_acc["accuracy_std"], 0.0])
-    diff = g_acc["clean_accuracy"] - m_acc["clean_accuracy"]
-    verdict = "confirmed" if diff > spreads * spread and diff > 0 else "refuted" if diff < -spreads * spread else "inconclusive"
-    mean_g = float(np.mean([r["clean_accuracy"] for r in gauss]))
-    mean_m = float(np.mean([r["clean_accuracy"] for r in median]))
-    return {"verdict": verdict, "evidence": (
-        f"best Gaussian {g_acc['label']} {g_acc['clean_accuracy']:.2%} vs best median {m_acc['label']} "
-        f"{m_acc['clean_accuracy']:.2%} (seed std up to {spread:.2%}); mean over the grid: Gaussian "
-        f"{mean_g:.2%}, median {mean_m:.2%}")}
-
-
-def paper_choice_verdict(rows: Sequence[Mapping], *, choice: str = "gaussian:1.5") -> dict[str, str]:
-    """C5 from chapter 5's score table: is ``choice`` the filter with the highest score? Confirmed: it is;
-    partly: its score interval reaches the best one's; refuted: it does not; inconclusive: not in the grid."""
-    paper = next((r for r in rows if r["defence"] == choice), None)
-    if paper is None:
-        return {"verdict": "inconclusive", "evidence": "σ = 1.5 is not in this run's grid"}
-    best = _best(rows, "score")
-    if best["defence"] == choice:
-        verdict = "confirmed"
-    elif paper["score_hi"] >= best["score_lo"]:
-        verdict = "partly"
-    else:
-        verdict = "refuted"
-    return {"verdict": verdict, "evidence": (
-        f"best score {best['label']} {best['score']:.3f} [{best['score_lo']:.3f}, {best['score_hi']:.3f}]; "
-        f"Gaussian σ=1.5 {paper['score']:.3f} [{paper['score_lo']:.3f}, {paper['score_hi']:.3f}]")}
 
 
 def adaptive_verdict(
