@@ -85,7 +85,7 @@ def apgd_l2(
     images = check_model_images(model, images)
     labels = check_labels("labels", labels, length=len(images), num_classes=num_classes).astype(np.int32)
 
-    n, b = len(images), len(budgets)
+    b = len(budgets)
     clean = predict_logits(model, images).argmax(axis=1) == labels
     correct = np.repeat(clean[None], b, axis=0)
     adversarial = np.repeat(images[None], b, axis=0)
@@ -111,7 +111,7 @@ def checkpoints(steps: int) -> np.ndarray:
         fractions.append(fractions[-1] + max(fractions[-1] - fractions[-2] - 0.03, 0.06))
     marks = sorted({math.ceil(round(p * steps, 9)) for p in fractions})  # round: 0.57·100 is 57.000…01
     windows = np.zeros(steps, dtype=np.int32)
-    for previous, mark in zip(marks, marks[1:]):
+    for previous, mark in zip(marks[:-1], marks[1:], strict=True):
         windows[mark - 1] = mark - previous
     return windows
 
