@@ -11,12 +11,14 @@ each run go to data/results/run_log.json (read by the reproducibility chapter).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -123,6 +125,31 @@ NOISE = re.compile(
 PROGRESS = re.compile(r"Executing:.*?(\d+)/(\d+)")
 
 
+@contextlib.contextmanager
+def native_output_filtered():
+    """Send this process's stdout and stderr (Python's and native libraries') to a temporary file while the block
+    runs, then show what is left of it without TensorFlow's C++ log lines."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines() if line.strip() and not NOISE.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
 def run_notebook(name: str, params: dict) -> tuple[float, float]:
     """Execute one notebook with papermill in a child process; returns (seconds, peak MiB).
 
@@ -190,7 +217,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: --only {unknown[0]}: unknown notebook; known: {', '.join(NOTEBOOKS)}")
     try:  # every parameter and every file the run needs, before any training
-        for note in preflight(params):
+        with native_output_filtered():  # loading weights wakes TensorFlow, whose C++ log is not ours to show
+            notes = preflight(params)
+        for note in notes:
             print(f"  {note}", flush=True)
     except (TypeError, ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None

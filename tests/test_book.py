@@ -1,6 +1,7 @@
 """The executed book: notebook sources, the quick-profile run, the build, and bad notebook parameters."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,10 @@ def test_quick_book_builds_with_real_outputs(quick_book):
 def test_rerun_with_nothing_changed_executes_nothing(quick_book):
     out = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick", "--no-build"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.count("unchanged, kept") == len(NOTEBOOKS), out.stdout
+    # The terminal shows the runner's own lines, not TensorFlow's C++ log (which goes to book/executed/NAME.log).
+    tf_lines = [line for line in (out.stdout + out.stderr).splitlines()
+                if re.match(r"^([IWEF]\d{4} |WARNING: All log messages before absl)", line)]
+    assert not tf_lines, tf_lines[:3]
 
 
 @pytest.mark.notebooks
