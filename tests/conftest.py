@@ -32,6 +32,12 @@ def trained(mnist, model_cache):
 
 
 @pytest.fixture(scope="session")
+def first_test_digits(mnist):
+    """The first 60 test digits in a fixed order, correct or not (robust accuracy is over all images)."""
+    return mnist.x_test[:60], mnist.y_test[:60]
+
+
+@pytest.fixture(scope="session")
 def correct_subset(mnist, trained):
     """100 correctly classified test digits with seeded random wrong targets."""
     from helpers.evaluate import predict_logits, random_targets

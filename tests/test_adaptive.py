@@ -22,9 +22,9 @@ BUDGETS = [0.0, 0.5, 1.0, 2.0, 4.0]
 
 
 @pytest.fixture(scope="module")
-def sample(mnist):
-    """60 test digits in a fixed order, correct or not (robust accuracy is over all images)."""
-    return mnist.x_test[:60], mnist.y_test[:60]
+def sample(first_test_digits):
+    images, labels = first_test_digits
+    return images[:60], labels[:60]
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ RESTARTS = 5
 
 
 @pytest.fixture(scope="module")
-def sample(mnist):
-    """Test digits in a fixed order, correct or not (robust accuracy is over all images)."""
-    return mnist.x_test[:N_IMAGES], mnist.y_test[:N_IMAGES]
+def sample(first_test_digits):
+    images, labels = first_test_digits
+    return images[:N_IMAGES], labels[:N_IMAGES]
 
 
 @pytest.fixture(scope="module")

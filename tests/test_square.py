@@ -14,8 +14,9 @@ N_QUERIES = 300
 
 
 @pytest.fixture(scope="module")
-def sample(mnist):
-    return mnist.x_test[:N_IMAGES], mnist.y_test[:N_IMAGES]
+def sample(first_test_digits):
+    images, labels = first_test_digits
+    return images[:N_IMAGES], labels[:N_IMAGES]
 
 
 @pytest.fixture(scope="module")
