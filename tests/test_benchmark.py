@@ -559,7 +559,7 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
         performance.Budget(3, {}, tiny_engine.result, tiny_engine.stats), tiny_engine,
     )
     grad = {"model": "inception_v3", "op": "Conv2DBackpropInput", "share of op time %": 35.0, "ms per step": 1.5, "GFLOP/s": 20.0}
-    goals = performance.goal_rows(tiny_engine, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5),
+    goals = performance.goal_rows(tiny_engine, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5, extra_median=0.125),
                                   _slider(first_model=2_500_000))
     assert len(goals) == 9
     met = [g["met"] for g in goals]

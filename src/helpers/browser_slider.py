@@ -294,7 +294,7 @@ def browser_slider(
         raise TypeError(f"data: expected a helpers.data.Dataset, got {type(data).__name__}")
     kind = check_choice("kind", kind, KINDS)
     values = grid_values(kind, grid)
-    n_digits = check_int("n_digits", n_digits, minimum=1, maximum=min(32, len(data.x_test)))
+    n_digits = min(check_int("n_digits", n_digits, minimum=1, maximum=32), len(data.x_test))  # a tiny test set shows all it has
     models = []
     for grid_value in values:
         spec = filter_spec(kind, grid_value)
