@@ -13,7 +13,7 @@ from pathlib import Path
 def write_bundle(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    from helpers.browser_slider import bundle_script
+    from helpers.slider_bundle import bundle_script
 
     target = Path(app.outdir) / "_static" / "live-slider" / "live-slider.js"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ import numpy as np
 
 from helpers.data import Dataset
 from helpers.filters import Defence, filter_kind, is_filter_layer
+from helpers.slider_bundle import ESM_FILE, JS_DIR, LOADER_FILE, bundle_script  # noqa: F401 (part of this module's API)
 from helpers.validate import check_choice, check_float, check_images, check_int
 
 # The filter kinds src/js/live_slider.js implements (a new kind in helpers.filters needs its JavaScript too),
@@ -51,9 +52,6 @@ KINDS = ("gaussian", "median")
 RANGES = {"gaussian": (0.0, 4.0, 0.01), "median": (1.0, 9.0, 2)}
 START = {"gaussian": 1.5, "median": 3}
 ENCODING = "float32-planes-zlib"
-JS_DIR = Path(__file__).resolve().parent.parent / "js"
-ESM_FILE = JS_DIR / "live_slider.js"
-LOADER_FILE = JS_DIR / "live_slider_loader.js"
 CSS_CLASS = "live-slider-browser"
 WEIGHTS_GLOBAL = "liveSliderWeights"
 
@@ -234,16 +232,6 @@ def slider_state(
         "digits": {"shape": list(digits.shape), "labels": [int(v) for v in labels],
                    "data": base64.b64encode(np.ascontiguousarray(digits, dtype="<f4").tobytes()).decode("ascii")},
     }
-
-
-def bundle_script() -> str:
-    """``live-slider.js``: the ES module's text (as ``window.liveSliderESM``) followed by the loader.
-
-    The book build writes it into ``_static/live-slider/`` (``book/_ext/live_slider_assets.py``), so the pages
-    always carry the current ``src/js`` code, whichever notebooks were re-executed."""
-    esm, loader = ESM_FILE.read_text(), LOADER_FILE.read_text()
-    head = "// Generated from src/js/live_slider.js (the ES module) and src/js/live_slider_loader.js; do not edit.\n"
-    return f"{head}window.liveSliderESM = window.liveSliderESM || {json.dumps(esm)};\n{loader}"
 
 
 def slider_html(state: dict[str, Any], *, script_url: str = "../../_static/live-slider/live-slider.js") -> str:

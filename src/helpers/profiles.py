@@ -143,16 +143,16 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("max_steps", _integer("max_steps", minimum=1), 1000, quick=300, shown=True),
     P("n_attack", _integer("n_attack", minimum=1), 500, quick=40, shown=True),
     # The score study (chapter 5): every seed's model attacked on the same test images, three attacks each.
-    P("n_scored", _integer("n_scored", minimum=2), 200, quick=40, shown=True),
-    P("n_validation", _integer("n_validation", minimum=2), 200, quick=40),
+    P("n_scored", _integer("n_scored", minimum=2), 150, quick=40, shown=True),
+    P("n_validation", _integer("n_validation", minimum=2), 150, quick=40),
     P("minnorm_steps", _integer("minnorm_steps", minimum=1), 100, quick=50, shown=True),
     # The same Gaussian study on digits upsampled resolution_factor times (σ in the upsampled image's pixels).
     P("resolution_factor", _integer("resolution_factor", minimum=1), 4, quick=2, paper=1),  # 1: skipped
     P("resolution_sigmas", _list("resolution_sigmas", lambda s: check_float("resolution_sigmas", s, minimum=0.0, maximum=64.0)),
       [0.0, 2.0, 4.0, 6.0], quick=[0.0, 3.0]),
-    P("resolution_n_images", _integer("resolution_n_images", minimum=10), 1500, quick=300),
+    P("resolution_n_images", _integer("resolution_n_images", minimum=10), 1000, quick=300),
     P("resolution_epochs", _integer("resolution_epochs", minimum=1), 2, quick=1),
-    P("resolution_n_attack", _integer("resolution_n_attack", minimum=1), 100, quick=10),
+    P("resolution_n_attack", _integer("resolution_n_attack", minimum=1), 60, quick=10),
     # The paper's three architectures, trained from scratch on MNIST digits upsampled to their input sizes
     # (on generated shapes they stayed at chance within a CPU budget; "shapes" remains a choice).
     P("arch_dataset", _dataset("arch_dataset"), "mnist", paper="folder:DATA"),
