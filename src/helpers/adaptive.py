@@ -20,7 +20,15 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.attack import loss_and_gradient
-from helpers.engine import check_classifier, check_model_images, compiled, forward_function, l2_distances, l2_norms
+from helpers.engine import (
+    check_budgets,
+    check_classifier,
+    check_model_images,
+    compiled,
+    forward_function,
+    l2_distances,
+    l2_norms,
+)
 from helpers.evaluate import predict_logits
 from helpers.filters import FILTER_KINDS, filter_layers, is_filter_layer
 from helpers.stats import accuracy_curve_ci, difference_curve_ci
@@ -149,7 +157,7 @@ def pgd_l2(
     >>> result.accuracy  # doctest: +SKIP
     """
     num_classes = check_classifier(model)
-    budgets = _check_budgets(budgets)
+    budgets = check_budgets(budgets)
     steps = check_int("steps", steps, minimum=0)
     step_ratio = check_float("step_ratio", step_ratio, minimum=0.0, maximum=100.0, strict_minimum=True)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -185,12 +193,6 @@ def pgd_l2(
         l2=l2_distances(adversarial, images[flat_index]).reshape(b, n),
         gradient_norm=gradient_norm[:n].astype(np.float64),
     )
-
-
-def _check_budgets(budgets) -> np.ndarray:
-    if not isinstance(budgets, (list, tuple, np.ndarray)) or len(budgets) == 0:
-        raise TypeError(f"budgets: expected a non-empty list of L2 budgets >= 0, got {budgets!r}")
-    return np.array([check_float("budgets", e, minimum=0.0) for e in budgets], dtype=np.float64)
 
 
 def _compiled_pgd(model: keras.Model, targeted: bool):
@@ -270,7 +272,7 @@ def random_noise(
     label — the noise gets ``draws`` tries, the same courtesy as the attack's many steps.
     """
     num_classes = check_classifier(model)
-    budgets = _check_budgets(budgets)
+    budgets = check_budgets(budgets)
     draws = check_int("draws", draws, minimum=1)
     seed = check_int("seed", seed, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -417,7 +419,7 @@ def robustness_study(
         if has_defence(model):
             attacks[name]["BPDA"] = pgd_l2(bpda_model(model), images, labels, budgets=budgets, steps=steps)
         noise[name] = random_noise(model, images, labels, budgets=budgets, draws=noise_draws, seed=seed)
-    return RobustnessStudy(budgets=_check_budgets(budgets), attacks=attacks, noise=noise)
+    return RobustnessStudy(budgets=check_budgets(budgets), attacks=attacks, noise=noise)
 
 
 # --------------------------------------------------------------------------------------------------------------

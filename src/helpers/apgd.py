@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers.adaptive import RobustnessResult, _check_budgets
-from helpers.engine import check_classifier, check_model_images, compiled, l2_distances, l2_norms
+from helpers.adaptive import RobustnessResult
+from helpers.engine import check_budgets, check_classifier, check_model_images, compiled, l2_distances, l2_norms
 from helpers.evaluate import predict_logits
 from helpers.validate import check_choice, check_int, check_labels
 
@@ -74,7 +74,7 @@ def apgd_l2(
     >>> result.accuracy  # doctest: +SKIP
     """
     num_classes = check_classifier(model)
-    budgets = _check_budgets(budgets)
+    budgets = check_budgets(budgets)
     steps = check_int("steps", steps, minimum=1)
     restarts = check_int("restarts", restarts, minimum=1)
     loss = check_choice("loss", loss, LOSSES)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers.validate import check_images
+from helpers.validate import check_float, check_images
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -67,3 +67,10 @@ def forward_function(model: keras.Model):
         return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     return compiled(model, "forward", build)
+
+
+def check_budgets(budgets) -> np.ndarray:
+    """A non-empty list of L2 budgets ε ≥ 0, as float64 (every fixed-budget attack takes one)."""
+    if not isinstance(budgets, (list, tuple, np.ndarray)) or len(budgets) == 0:
+        raise TypeError(f"budgets: expected a non-empty list of L2 budgets >= 0, got {budgets!r}")
+    return np.array([check_float("budgets", e, minimum=0.0) for e in budgets], dtype=np.float64)

@@ -22,8 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers.adaptive import RobustnessResult, _check_budgets
-from helpers.engine import check_classifier, check_model_images, forward_function, l2_distances
+from helpers.adaptive import RobustnessResult
+from helpers.engine import check_budgets, check_classifier, check_model_images, forward_function, l2_distances
 from helpers.validate import check_float, check_int, check_labels
 
 # Reference schedule: after these shares (in 1/10 000) of the queries, p is halved again.
@@ -63,7 +63,7 @@ def square_l2(
     >>> result = square_l2(model, x[:100], y[:100], budgets=[0, 1, 2], n_queries=1000)  # doctest: +SKIP
     """
     num_classes = check_classifier(model)
-    budgets = _check_budgets(budgets)
+    budgets = check_budgets(budgets)
     n_queries = check_int("n_queries", n_queries, minimum=1)
     p_init = check_float("p_init", p_init, minimum=0.0, maximum=1.0, strict_minimum=True)
     seed = check_int("seed", seed, minimum=0)

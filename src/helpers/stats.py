@@ -24,11 +24,6 @@ def bootstrap_ci(
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
 
 
-def format_ci(value: float, ci: tuple[float, float], *, digits: int = 2) -> str:
-    """'2.31 [2.20, 2.43]'."""
-    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-
-
 def accuracy_curve_ci(
     correct: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
