@@ -49,8 +49,8 @@ $(WIDGET_JS): package.json package-lock.json
 	   $(MATHJAX)/sre $(MATHJAX)/ui node_modules/mathjax/LICENSE $(ASSETS)/mathjax/
 	touch $@
 
-# ART and Foolbox, the yardsticks of the performance chapter: `make book` and `make bench` install them; CI's
-# `make test` does not (the chapter then reports them as not installed and stays fast).
+# ART and Foolbox, the yardsticks of the performance chapter and the independent re-attacks of the tests:
+# `make book`, `make bench` and `make test` install them.
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
@@ -75,7 +75,7 @@ lint: $(STAMP)
 unit: lint
 	$(BIN)/pytest -m "not notebooks and not browser"
 
-test: lint widget-assets
+test: lint widget-assets $(BENCH_STAMP)
 	$(BIN)/pytest
 
 clean:

@@ -130,12 +130,12 @@ def test_random_noise_of_the_same_norm_is_far_weaker(trained, pgd, sample):
 
 
 def test_noise_has_exactly_the_budget_norm_after_clipping():
-    from helpers.adaptive import _noise_of_norm
+    from helpers.adaptive import noise_of_norm
 
     images = np.random.default_rng(0).random((4, 10, 10, 1)).astype(np.float32) * (np.arange(4) > 1).reshape(-1, 1, 1, 1)
     u = np.random.default_rng(1).standard_normal(images.shape).astype(np.float32)
     for eps in (0.3, 2.0):
-        noisy = _noise_of_norm(images, u, eps)
+        noisy = noise_of_norm(images, u, eps)
         assert (noisy >= 0).all() and (noisy <= 1).all()
         np.testing.assert_allclose(np.linalg.norm((noisy - images).reshape(4, -1), axis=1), eps, rtol=1e-4)
 

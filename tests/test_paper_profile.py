@@ -25,6 +25,7 @@ SMALL = {
     "study_arch": STUDY_ARCH, "study_image_size": 75 if STUDY_ARCH != "small_cnn" else 32, "epochs": 1, "sigmas": [0, 1.5], "windows": [3], "n_attack": 2, "max_steps": 3,
     "arch_list": ["inception_v3"], "arch_image_sizes": {"inception_v3": 75}, "arch_epochs": 1, "arch_batch_size": 16,
     "arch_n_attack": 2, "arch_max_steps": 3, "budgets": [0, 1], "pgd_steps": 2, "n_adaptive": 4, "n_bootstrap": 10,
+    "strong_images": 3, "strong_budgets": [1], "strong_steps": 2, "strong_restarts": 1, "square_queries": 3,
     "bench_images": 2, "bench_seed_images": 1, "bench_repeats": 1, "bench_batch_sizes": [2], "bench_inception_size": 75,
     "bench_inception_batch": 2, "bench_train_batches": 1, "bench_compare_backends": False,
 }

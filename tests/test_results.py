@@ -13,34 +13,35 @@ def results_folder(tmp_path, monkeypatch):
 
 
 def test_typed_round_trip():
-    rows = [{"check": "a", "scope": "b", "measured": "1 %", "passed": np.bool_(True)},
-            {"check": "c", "scope": "d", "measured": "2 %", "passed": False}]
+    rows = [{"check": "a", "model": "b", "measured": "1 %", "value": 0.01, "threshold": 0.02, "passed": np.bool_(True)},
+            {"check": "c", "model": "d", "measured": "2 %", "value": 0.02, "threshold": 0.01, "passed": False}]
     results.SANITY.write(rows)
     back = results.SANITY.read()
     assert back[0]["passed"] is True and back[1]["passed"] is False
-    results.ROBUSTNESS.write([{"model": "none", "attack": "exact", "budget": 1, "accuracy": np.float32(0.5), "low": 0.25,
-                               "high": float("nan"), "n": np.int64(30), "label": "none"}])
+    results.ROBUSTNESS.write([{"model": "none", "label": "none", "seed": "all", "images": "all", "attack": "exact", "budget": 1,
+                               "accuracy": np.float32(0.5), "low": 0.25, "high": float("nan"), "n": np.int64(30)}])
     row = results.ROBUSTNESS.read()[0]
     assert row["budget"] == 1.0 and isinstance(row["n"], int) and row["n"] == 30 and np.isnan(row["high"])
 
 
 def test_writer_rejects_missing_or_unknown_columns():
     with pytest.raises(ValueError, match="'correct' missing"):
-        results.TRANSFER_DEFENDED.write([{"model": "none", "still_target": 0.5}])
+        results.TRANSFER_CONTROLS.write([{"images": "a", "receiver": "none", "role": "r", "seed": 0, "n": 1, "still_target": 0.5}])
     with pytest.raises(ValueError, match="unknown column 'extra'"):
-        results.TRANSFER_DEFENDED.write([{"model": "none", "still_target": 0.5, "correct": 0.5, "extra": 1}])
+        results.TRANSFER_CONTROLS.write([{"images": "a", "receiver": "none", "role": "r", "seed": 0, "n": 1, "still_target": 0.5,
+                                          "correct": 0.5, "extra": 1}])
     with pytest.raises(TypeError, match="passed"):
-        results.SANITY.write([{"check": "a", "scope": "b", "measured": "c", "passed": "yes"}])
+        results.SANITY.write([{"check": "a", "model": "b", "measured": "c", "value": 0.0, "threshold": 0.0, "passed": "yes"}])
 
 
 def test_stale_file_fails_with_one_line_naming_file_and_column(results_folder):
-    (results_folder / "transfer_defended.csv").write_text("model,still_target,right\nnone,1,0\n")
-    with pytest.raises(results.StaleResultsError, match=r"transfer_defended.csv: column 'correct' missing") as error:
-        results.TRANSFER_DEFENDED.read()
+    (results_folder / "transfer_controls.csv").write_text("images,receiver,role,seed,n,still_target,right\na,none,r,0,1,1,0\n")
+    with pytest.raises(results.StaleResultsError, match=r"transfer_controls.csv: column 'correct' missing") as error:
+        results.TRANSFER_CONTROLS.read()
     assert "\n" not in str(error.value)
-    (results_folder / "transfer_defended.csv").write_text("model,still_target,correct\nnone,high,0\n")
-    with pytest.raises(results.StaleResultsError, match=r"transfer_defended.csv column 'still_target'"):
-        results.TRANSFER_DEFENDED.read()
+    (results_folder / "transfer_controls.csv").write_text("images,receiver,role,seed,n,still_target,correct\na,none,r,0,1,high,0\n")
+    with pytest.raises(results.StaleResultsError, match=r"transfer_controls.csv column 'still_target'"):
+        results.TRANSFER_CONTROLS.read()
     results.ATTACK_CLAIMS.path.write_text('{"C3": {}}')
     with pytest.raises(results.StaleResultsError, match="attack_claims.json: key 'C2' missing"):
         results.ATTACK_CLAIMS.read()

@@ -27,71 +27,93 @@ def test_imperceptibility_rule(rows, verdict):
         assert "8/255" in result["evidence"]
 
 
-def _defended(acc, diff, low, high):
-    return tuple(np.asarray(a, dtype=float) for a in (acc, diff, low, high))
+def _gain(effect, low, high, p_holm=0.001, name="g"):
+    from helpers.adaptive_study import Gain
+
+    return Gain(model=name, effect=effect, low=low, high=high, p_value=p_holm, p_holm=p_holm, n_seeds=3, n_images=100)
+
+
+def _c6(gains, **kwargs):
+    return adaptive_verdict(gains, statistic="robust share", evaluation="PGD", **kwargs)
+
+
+def test_adaptive_verdict_rule():
+    helps, small = _gain(0.08, 0.03, 0.13), _gain(0.03, 0.01, 0.05)
+    hurts, wide = _gain(-0.1, -0.2, -0.02), _gain(0.02, -0.1, 0.14)
+    assert _c6({"g": helps})["verdict"] == "confirmed"
+    assert _c6({"g": small})["verdict"] == "inconclusive"  # significant, but +5 points still fits
+    assert _c6({"g": _gain(0.02, 0.01, 0.04)})["verdict"] == "refuted"  # a gain that matters is excluded
+    assert _c6({"g": hurts, "m": _gain(0.0, -0.03, 0.03)})["verdict"] == "refuted"
+    assert _c6({"g": wide})["verdict"] == "inconclusive"
+    # The most favourable model decides; it needs its Holm-adjusted p below 0.05 as well.
+    result = _c6({"m": hurts, "g": helps})
+    assert result["verdict"] == "confirmed" and "most favourable: g" in result["evidence"]
+    assert result["effect"] == 0.08 and result["n_seeds"] == 3 and result["n_images"] == 100
+    assert _c6({"g": _gain(0.08, 0.03, 0.13, p_holm=0.06)})["verdict"] == "inconclusive"
+    assert _c6({})["verdict"] == "inconclusive"
+
+
+def test_failed_checks_and_a_stronger_gradient_free_attack_downgrade_the_verdict():
+    helps, hurts = _gain(0.08, 0.03, 0.13), _gain(-0.1, -0.2, -0.07)
+    failed = _c6({"g": helps}, failed_checks=["no zero gradient (g)"], n_checks=13)
+    assert failed["verdict"] == "inconclusive" and "no zero gradient (g)" in failed["evidence"]
+    assert "sanity checks passed: 12 of 13" in failed["evidence"]
+    assert _c6({"g": hurts}, failed_checks=["x (g)"])["verdict"] == "inconclusive"
+    masked = _c6({"g": helps}, gradient_free_wins=["g: 2 digit-budget pairs"])
+    assert masked["verdict"] == "inconclusive" and "gradient-free" in masked["evidence"]
+    assert _c6({"g": hurts}, gradient_free_wins=["g: 2"])["verdict"] == "refuted"  # it only forbids confirmed
 
 
 BUDGETS = [0.0, 1.0, 2.0, 4.0]
 NONE = np.array([0.95, 0.6, 0.2, 0.0])
-
-
-def test_adaptive_verdict_confirmed_partly_refuted_inconclusive():
-    helps = _defended([0.94, 0.8, 0.5, 0.1], [-0.01, 0.2, 0.3, 0.1], [-0.03, 0.1, 0.2, 0.05], [0.01, 0.3, 0.4, 0.15])
-    assert adaptive_verdict(BUDGETS, NONE, {"g": helps})["verdict"] == "confirmed"
-    some = _defended([0.94, 0.7, 0.2, 0.0], [-0.01, 0.1, 0.0, 0.0], [-0.03, 0.02, -0.1, 0.0], [0.01, 0.2, 0.1, 0.0])
-    assert adaptive_verdict(BUDGETS, NONE, {"g": some})["verdict"] == "partly"
-    hurts = _defended([0.9, 0.4, 0.1, 0.0], [-0.05, -0.2, -0.1, 0.0], [-0.08, -0.3, -0.2, 0.0], [-0.02, -0.1, 0.01, 0.0])
-    assert adaptive_verdict(BUDGETS, NONE, {"g": hurts})["verdict"] == "refuted"
-    tiny = _defended([0.95, 0.6, 0.2, 0.0], [0.0, 0.0, 0.01, 0.0], [-0.02, -0.03, -0.02, 0.0], [0.02, 0.03, 0.04, 0.0])
-    assert adaptive_verdict(BUDGETS, NONE, {"g": tiny})["verdict"] == "refuted"
-    wide = _defended([0.95, 0.6, 0.2, 0.0], [0.0, 0.0, 0.05, 0.0], [-0.2, -0.2, -0.1, 0.0], [0.2, 0.2, 0.2, 0.0])
-    result = adaptive_verdict(BUDGETS, NONE, {"g": wide, "m": hurts})
-    assert result["verdict"] == "refuted"  # m hurts and g never helps
-    assert adaptive_verdict(BUDGETS, NONE, {"g": wide})["verdict"] == "inconclusive"
-    # The most favourable model decides, and the evidence names it and every compared budget (not ε = 4: both at 0).
-    result = adaptive_verdict(BUDGETS, NONE, {"m": hurts, "g": some})
-    assert result["verdict"] == "partly" and "most favourable: g" in result["evidence"] and "ε=4" not in result["evidence"]
-    assert adaptive_verdict(BUDGETS, NONE, {})["verdict"] == "inconclusive"
+G = np.array([0.94, 0.7, 0.3, 0.02])
 
 
 def _checks(**changes):
     args = {
         "budgets": BUDGETS,
-        "curves": {"none/exact": NONE, "g/exact": np.array([0.94, 0.7, 0.3, 0.02]), "g/BPDA": np.array([0.94, 0.8, 0.4, 0.05])},
-        "worst": {"none": NONE, "g": np.array([0.94, 0.7, 0.3, 0.02])},
-        "clean": {"none": 0.95, "g": 0.94},
+        "unbounded_success": {"none": 1.0, "g": 1.0},
+        "curves": {"none": {"exact": NONE}, "g": {"exact": G, "BPDA": np.array([0.94, 0.8, 0.4, 0.05])}},
+        "worst": {"none": NONE, "g": G},
         "noise": {"none": np.array([0.95, 0.95, 0.9, 0.8]), "g": np.array([0.94, 0.94, 0.94, 0.9])},
-        "zero_gradients": {"none/exact": 0, "g/exact": 0},
-        "more_steps": ("g/exact", np.array([0.94, 0.7, 0.3, 0.02]), np.array([0.94, 0.69, 0.3, 0.0])),
+        "more_effort": {"none": (np.array([0.95, 0.6]), np.array([0.95, 0.59])), "g": (np.array([0.94, 0.7]), np.array([0.94, 0.69]))},
+        "transfer": {"g": (np.array([0.94, 0.7]), np.array([0.94, 0.9]))},
+        "zero_gradients": {"none": (0, 40), "g": (0, 80)},
         "n_images": 100,
+        "n_strong": 50,
     } | changes
-    return {row["check"].split(" (")[0]: row["passed"] for row in sanity_checks(**args)}
+    rows = sanity_checks(**args)
+    return {(row["check"].split(" (")[0], row["model"]): row["passed"] for row in rows}
 
 
 def test_sanity_checks_pass_on_a_sound_evaluation():
     results = _checks()
-    assert len(results) == 5 and all(results.values())
+    assert len(results) == 6 + 7 and all(results.values())  # the transfer check only for a defended model
 
 
 @pytest.mark.parametrize(
     "changes, failing",
     [
-        ({"more_steps": ("g/exact", np.array([0.9, 0.5, 0.3, 0.0]), np.array([0.9, 0.6, 0.3, 0.0]))}, "more steps"),
-        ({"curves": {"x": np.array([0.9, 0.5, 0.6, 0.0])}}, "larger budget"),
-        ({"worst": {"none": NONE, "g": np.array([0.94, 0.7, 0.3, 0.2])}}, "largest budget"),
-        ({"zero_gradients": {"g/exact": 3}}, "zero gradient"),
-        ({"noise": {"none": np.array([0.95, 0.5, 0.2, 0.0]), "g": np.array([0.94, 0.94, 0.94, 0.9])}}, "random noise"),
+        ({"unbounded_success": {"none": 1.0, "g": 0.95}}, ("the unbounded attack always succeeds", "g")),
+        ({"more_effort": {"none": (np.array([0.95, 0.6]), np.array([0.95, 0.5])), "g": (np.array([0.9]), np.array([0.9]))}},
+         ("twice the steps and restarts change little", "none")),
+        ({"curves": {"none": {"x": np.array([0.9, 0.5, 0.6, 0.0])}, "g": {"exact": G}}}, ("a larger budget never raises accuracy", "none")),
+        ({"worst": {"none": NONE, "g": np.array([0.94, 0.7, 0.3, 0.2])}}, ("accuracy reaches about 0 at the largest budget", "g")),
+        ({"zero_gradients": {"none": (0, 40), "g": (3, 80)}}, ("no zero gradient, at the clean images or at random points", "g")),
+        ({"noise": {"none": np.array([0.95, 0.5, 0.2, 0.0]), "g": np.array([0.94, 0.94, 0.94, 0.9])}},
+         ("random noise of the same ‖δ‖₂ is far weaker", "none")),
+        ({"transfer": {"g": (np.array([0.94, 0.7]), np.array([0.94, 0.6]))}}, ("white box is at least as strong as transfer", "g")),
     ],
 )
 def test_each_sanity_check_can_fail(changes, failing):
     results = _checks(**changes)
-    assert [name for name, ok in results.items() if not ok] == [next(n for n in results if failing in n)]
+    assert [key for key, ok in results.items() if not ok] == [failing]
 
 
 def test_one_image_of_slack_only():
-    key = "a larger budget never raises accuracy"
-    assert _checks(curves={"x": np.array([0.9, 0.5, 0.51, 0.0])}, n_images=100)[key]
-    assert not _checks(curves={"x": np.array([0.9, 0.5, 0.52, 0.0])}, n_images=100)[key]
+    key = ("a larger budget never raises accuracy", "none")
+    assert _checks(curves={"none": {"x": np.array([0.9, 0.5, 0.51, 0.0])}, "g": {"e": G}}, n_images=100)[key]
+    assert not _checks(curves={"none": {"x": np.array([0.9, 0.5, 0.52, 0.0])}, "g": {"e": G}}, n_images=100)[key]
 
 
 def test_verdict_rows_cover_every_claim_in_order():

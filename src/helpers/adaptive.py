@@ -290,7 +290,7 @@ def random_noise(
     for k, eps in enumerate(budgets):
         if eps == 0:
             continue
-        noisy = _noise_of_norm(tiled, directions.reshape(tiled.shape), eps).reshape(draws, *images.shape)
+        noisy = noise_of_norm(tiled, directions.reshape(tiled.shape), eps).reshape(draws, *images.shape)
         flat = noisy.reshape(tiled.shape)
         predicted = np.concatenate([forward(tf.constant(flat[i : i + batch_size])).numpy().argmax(axis=1) for i in range(0, len(flat), batch_size)])
         keeps = predicted.reshape(draws, n) == labels
@@ -304,7 +304,7 @@ def random_noise(
     )
 
 
-def _noise_of_norm(images: np.ndarray, directions: np.ndarray, eps: float, *, iterations: int = 30) -> np.ndarray:
+def noise_of_norm(images: np.ndarray, directions: np.ndarray, eps: float, *, iterations: int = 30) -> np.ndarray:
     """clip(x + s·u) with s per image such that the clipped perturbation has L2 norm ε (bisection on s)."""
     if eps == 0:
         return images.copy()

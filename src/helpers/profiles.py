@@ -175,6 +175,14 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("pgd_steps", _integer("pgd_steps", minimum=1), 20, quick=10, shown=True),
     P("n_adaptive", _integer("n_adaptive", minimum=1), 200, quick=30, shown=True),
     P("n_bootstrap", _integer("n_bootstrap", minimum=10), 1000, quick=200),
+    # The strong evaluation behind C6: APGD (both losses, exact and BPDA, restarts) and Square on a subset.
+    P("strong_images", _integer("strong_images", minimum=2), 50, quick=12, shown=True),
+    P("strong_budgets", _list("strong_budgets", lambda s: check_float("strong_budgets", s, minimum=0.0, strict_minimum=True)),
+      [1.0, 2.0], shown=True),
+    P("strong_steps", _integer("strong_steps", minimum=1), 100, quick=20, shown=True),
+    P("strong_restarts", _integer("strong_restarts", minimum=1), 5, quick=2, shown=True),
+    P("square_queries", _integer("square_queries", minimum=1), 1000, quick=100, shown=True),
+    P("transfer_margin", lambda v: check_float("transfer_margin", v, minimum=0.0), 5.0),
     # Performance (chapter 07): how much each speed measurement runs; medians over bench_repeats rounds.
     P("bench_images", _integer("bench_images", minimum=2), 96, quick=12),
     P("bench_seed_images", _integer("bench_seed_images", minimum=1), 32, quick=3),
@@ -209,6 +217,11 @@ def check_parameters(params: Mapping[str, Any]) -> None:
     for parameter in PARAMETERS:
         if parameter.name in params:
             parameter.check(params[parameter.name])
+    if "strong_budgets" in params and "budgets" in params:
+        missing = [b for b in params["strong_budgets"] if float(b) not in [float(x) for x in params["budgets"]]]
+        if missing:
+            raise ValueError(f"strong_budgets: {missing} not in budgets {list(params['budgets'])}; the strong attack is "
+                             "compared with PGD at the same budgets")
     if "arch_image_sizes" in params:
         from helpers.models import MIN_IMAGE_SIZE
 

@@ -226,16 +226,20 @@ PAPER_CLAIMS = Document("paper_claims.json", "the filters chosen on the validati
                         ("best_defence", "claims"))
 
 # -- chapter 6: adaptive attacks
-ROBUSTNESS = Table("robustness.csv", "robust accuracy per model, attack and budget (chapter 6)", _columns(
-    "model:str attack:str budget:float accuracy:float low:float high:float n:int label:str"))
-SANITY = Table("sanity.csv", "the sanity checks of the fixed-budget evaluation (chapter 6)", _columns(
-    "check:str scope:str measured:str passed:bool"))
-TRANSFER_DEFENDED = Table("transfer_defended.csv", "chapter 1's adversarial digits fed to the defended models (chapter 6)",
-                          _columns("model:str still_target:float correct:float"))
+ROBUSTNESS = Table("robustness.csv", "robust accuracy per model, seed, attack and budget, with intervals (chapter 6)", _columns(
+    "model:str label:str seed:str images:str attack:str budget:float accuracy:float low:float high:float n:int"))
+ROBUSTNESS_IMAGES = Table("robustness_images.csv", "per model file, test image and budget: did the worst-case attack break "
+                          "it? To re-attack elsewhere (chapter 6)", _columns(
+    "model:str seed:int model_file:str test_index:int label:int budget:float evaluation:str broken:bool"))
+SANITY = Table("sanity.csv", "the sanity checks of the adaptive evaluation, one row per check and model (chapter 6)", _columns(
+    "check:str model:str measured:str value:float threshold:float passed:bool"))
+TRANSFER_CONTROLS = Table("transfer_controls.csv", "adversarial digits made on the undefended model, fed to the defended "
+                          "models and to three controls (chapter 6)", _columns(
+    "images:str receiver:str role:str seed:int n:int still_target:float correct:float"))
 ADAPTIVE_PAPER_ATTACK = Table("adaptive_paper_attack.csv", "the paper's attack with exact and BPDA gradients (chapter 6)", _columns(
     f"model:str defence:str gradient:str {_SUMMARY} median_l2_lo:float median_l2_hi:float"))
 ADAPTIVE_CLAIMS = Document("adaptive_claims.json", "the verdict on C6 and what it relied on (chapter 6)",
-                           ("C6", "sanity", "models", "reference_budget"))
+                           ("C6", "sanity", "models", "reference_budget", "evaluation", "strong_vs_pgd"))
 VERDICTS = Table("verdicts.csv", "one row per claim C1–C6 and measure, with effect, interval and rule (chapter 6)", _columns(
     "claim:str measure:str verdict:str effect:float low:float high:float n_seeds:int n_images:int rule:str evidence:str"))
 

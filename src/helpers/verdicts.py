@@ -221,128 +221,138 @@ def best_by_kind(rows: Sequence[Mapping], *, column: str = "score") -> dict[str,
     return picks
 
 
+MIN_ROBUST_GAIN = 0.05  # C6: the least gain in the robust share, stated before the data
+FAMILY_ALPHA = 0.05  # C6: family-wise error rate over the defended models compared (Holm)
+
+
 def adaptive_verdict(
-    budgets: Sequence[float],
-    undefended: np.ndarray,
-    defended: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    gains: Mapping[str, object],
     *,
-    margin: float = 0.05,
-) -> dict[str, str]:
-    """C6: does a blur defence keep more robust accuracy than no defence, against the strongest attack?
+    statistic: str,
+    evaluation: str,
+    failed_checks: Sequence[str] = (),
+    n_checks: int = 0,
+    gradient_free_wins: Sequence[str] = (),
+) -> dict:
+    """C6: does some blur defence keep more robust accuracy than no defence, against the strongest attack?
 
     Args:
-        budgets: the L2 budgets ε.
-        undefended: robust accuracy of the undefended model at each budget.
-        defended: per defended model, (accuracy, difference to undefended, CI low, CI high) at each budget
-            (paired bootstrap interval of the difference).
-        margin: a gain smaller than this is of no practical use.
+        gains: per defended model, a :class:`helpers.adaptive_study.Gain` on the statistic (effect, family-wise
+            interval, Holm-adjusted one-sided p-value, seeds, images).
+        statistic: what the gain measures, in words (for the verdict table).
+        evaluation: which attack's worst case the gains come from, in words.
+        failed_checks: the sanity checks that failed, as "check (model)"; any makes the verdict inconclusive.
+        n_checks: how many checks ran (the evidence says how many passed).
+        gradient_free_wins: where the gradient-free attack broke images that every gradient attack left correct;
+            any forbids *confirmed*.
 
-    Only budgets ε > 0 at which at least one of the two models keeps some accuracy are compared. A model
-    *helps* at a budget when the interval of its gain lies above 0, *hurts* when it lies below 0.
-    Confirmed: some model helps at every compared budget; partly: some model helps at some; refuted: none
-    helps anywhere and some model hurts, or no gain above ``margin`` fits any interval; inconclusive otherwise.
+    Confirmed: the most favourable model gains at least :data:`MIN_ROBUST_GAIN` with its family-wise interval
+    above 0 and a Holm-adjusted p-value below :data:`FAMILY_ALPHA`. Refuted: every model's interval lies below
+    :data:`MIN_ROBUST_GAIN` (no gain that matters fits). Otherwise inconclusive.
     """
-    budgets = np.asarray(budgets, dtype=np.float64)
-    undefended = np.asarray(undefended, dtype=np.float64)
-    margin = check_float("margin", margin, minimum=0.0, maximum=1.0)
-    if not defended:
-        return {"verdict": "inconclusive", "evidence": "no defended model was evaluated"}
-    best, parts, any_hurts, all_small = None, [], False, True
-    for name, (accuracy, diff, low, high) in defended.items():
-        accuracy, diff, low, high = (np.asarray(a, dtype=np.float64) for a in (accuracy, diff, low, high))
-        compared = (budgets > 0) & ((undefended > 0) | (accuracy > 0))
-        if not compared.any():
-            continue
-        helps = compared & (low > 0)
-        hurts = compared & (high < 0)
-        any_hurts |= bool(hurts.any())
-        all_small &= bool((high[compared] < margin).all())
-        at = [f"ε={e:g}: {d:+.0%} [{lo:+.0%}, {hi:+.0%}]" for e, d, lo, hi in zip(budgets[compared], diff[compared], low[compared], high[compared], strict=True)]
-        parts.append(f"{name}: " + ", ".join(at))
-        score = (int(helps.sum()), int(compared.sum()), float(diff[compared].mean()))
-        if best is None or score[0] > best[1][0] or (score[0] == best[1][0] and score[2] > best[1][2]):
-            best = (name, score)
-    if best is None:
-        return {"verdict": "inconclusive", "evidence": "every model is at 0 % accuracy at every budget > 0"}
-    name, (n_helps, n_compared, _) = best
-    if n_helps == n_compared:
+    rule = (f"confirmed if the most favourable defended model gains ≥ {MIN_ROBUST_GAIN:.0%} in {statistic} with its "
+            f"interval (family-wise 95 %, Bonferroni over the {len(gains)} models) above 0 and Holm-adjusted p < "
+            f"{FAMILY_ALPHA:g}; refuted if every model's interval lies below +{MIN_ROBUST_GAIN:.0%}; a failed sanity check "
+            "makes it inconclusive, and a gradient-free attack that beats the gradient attacks forbids confirmed")
+    if not gains:
+        return {"verdict": "inconclusive", "rule": rule, "measure": statistic, "evidence": "no defended model was evaluated"}
+    decisions = {name: decide(Estimate(g.effect, g.low, g.high), minimum=MIN_ROBUST_GAIN) for name, g in gains.items()}
+    name = max(gains, key=lambda k: gains[k].effect)
+    best = gains[name]
+    if decisions[name] == "confirmed" and best.p_holm < FAMILY_ALPHA:
         verdict = "confirmed"
-    elif n_helps > 0:
-        verdict = "partly"
-    elif any_hurts or all_small:
+    elif all(d == "refuted" for d in decisions.values()):
         verdict = "refuted"
     else:
         verdict = "inconclusive"
-    summary = f"most favourable: {name}, significantly better at {n_helps} of {n_compared} budgets"
-    rule = ("confirmed if some defended model's robust-accuracy gain has its 95 % interval above 0 at every compared "
-            "budget; partly at some; refuted if none helps anywhere and one hurts or no gain above 5 points fits")
-    return {"verdict": verdict, "rule": rule, "measure": "robust accuracy",
-            "evidence": f"{summary}. Defended − undefended robust accuracy (95 % CI): " + "; ".join(parts)}
+    notes = []
+    if failed_checks and verdict != "inconclusive":
+        notes.append(f"would be {verdict}, but sanity checks failed: {', '.join(failed_checks)}")
+        verdict = "inconclusive"
+    if gradient_free_wins and verdict == "confirmed":
+        notes.append(f"would be confirmed, but the gradient-free attack beat the gradient attacks ({', '.join(gradient_free_wins)})")
+        verdict = "inconclusive"
+    parts = [f"{k}: {g.effect:+.1%} [{g.low:+.1%}, {g.high:+.1%}], Holm p = {g.p_holm:.3f}" for k, g in gains.items()]
+    passed = f"; sanity checks passed: {n_checks - len(failed_checks)} of {n_checks}" if n_checks else ""
+    evidence = (f"{evaluation}; most favourable: {name}. Gain in {statistic} over the undefended model: " + "; ".join(parts)
+                + passed + ("" if not notes else ". " + "; ".join(notes)))
+    return {"verdict": verdict, "rule": rule, "measure": statistic, "effect": best.effect, "low": best.low, "high": best.high,
+            "n_seeds": best.n_seeds, "n_images": best.n_images, "evidence": evidence}
 
 
 def sanity_checks(
     *,
     budgets: Sequence[float],
-    curves: Mapping[str, np.ndarray],
+    unbounded_success: Mapping[str, float],
+    curves: Mapping[str, Mapping[str, np.ndarray]],
     worst: Mapping[str, np.ndarray],
-    clean: Mapping[str, float],
     noise: Mapping[str, np.ndarray],
-    zero_gradients: Mapping[str, int],
-    more_steps: tuple[str, np.ndarray, np.ndarray],
+    more_effort: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    transfer: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    zero_gradients: Mapping[str, tuple[int, int]],
     n_images: int,
+    n_strong: int,
     floor: float = 0.05,
-) -> list[dict[str, str | bool]]:
-    """The checks of Carlini et al. (2019) that a fixed-budget evaluation must pass, one row each.
+) -> list[dict]:
+    """The checks of Carlini et al. (2019), one row per check and model, each with the number behind it.
 
     Args:
-        budgets: the L2 budgets ε (increasing).
-        curves: robust accuracy per (model, attack) curve.
-        worst: per model, accuracy under its strongest attack (per-image minimum over attacks).
-        clean: per model, accuracy on the clean sample (ε = 0).
-        noise: per model, accuracy under random noise of the same norms.
-        zero_gradients: per (model, attack), images whose gradient is exactly zero at the start.
-        more_steps: (which curve, accuracy with the usual steps, accuracy with twice as many).
-        n_images: images per curve; differences of one image (1/n) are tolerated as noise.
+        budgets: the L2 budgets ε of the curves (increasing, starting at 0).
+        unbounded_success: per model, the success rate of the unbounded attack (the paper's, better gradient).
+        curves: per model, every robust-accuracy curve measured (per seed and attack), on ``budgets``.
+        worst: per model, the worst-case curve (over attacks, mean over seeds) on ``budgets``.
+        noise: per model, the accuracy under random noise of the same norms (mean over seeds) on ``budgets``.
+        more_effort: per model, (accuracy with the usual steps and restarts, with twice as many) of its strongest
+            attack at the same budgets, on the strong subset.
+        transfer: per defended model, (its white-box worst-case accuracy, its accuracy on the undefended
+            model's adversarial images) at the same budgets.
+        zero_gradients: per model, (gradients exactly 0, gradients computed) at the clean images and at random
+            points of the ε-balls, over every gradient the attacker uses.
+        n_images, n_strong: images per curve and in the strong subset; a difference of one image is noise.
         floor: the accuracy that "about zero" allows at the largest budget.
     """
     budgets = np.asarray(budgets, dtype=np.float64)
     n_images = check_int("n_images", n_images, minimum=1)
+    n_strong = check_int("n_strong", n_strong, minimum=1)
     floor = check_float("floor", floor, minimum=0.0, maximum=1.0)
     if len(budgets) < 2 or np.any(np.diff(budgets) <= 0):
         raise ValueError(f"budgets: need at least two increasing budgets, got {budgets.tolist()}")
-    one = 1.0 / n_images + 1e-12
+    one, one_strong = 1.0 / n_images + 1e-12, 1.0 / n_strong + 1e-12
+    little = max(MIN_ACCURACY_EFFECT, one_strong)
+    nonzero = budgets > 0
     rows = []
 
-    name, usual, doubled = more_steps
-    rise = float(np.max(np.asarray(doubled) - np.asarray(usual)))
-    rows.append({"check": "more steps never lower success", "scope": f"{name}, twice the steps",
-                 "measured": f"accuracy change: at most {rise:+.1%}", "passed": rise <= one})
+    def row(check: str, model: str, measured: str, value: float, threshold: float, passed: bool) -> None:
+        rows.append({"check": check, "model": model, "measured": measured, "value": float(value),
+                     "threshold": float(threshold), "passed": bool(passed)})
 
-    rises = {k: float(np.max(np.diff(np.asarray(v)))) for k, v in curves.items()}
-    worst_curve = max(rises, key=rises.get)
-    rows.append({"check": "a larger budget never raises accuracy", "scope": f"{len(curves)} curves",
-                 "measured": f"change to the next budget: at most {rises[worst_curve]:+.1%} ({worst_curve})", "passed": rises[worst_curve] <= one})
-
-    last = {k: float(np.asarray(v)[-1]) for k, v in worst.items()}
-    highest = max(last, key=last.get)
-    rows.append({"check": f"at the largest budget accuracy falls to about 0 (≤ {floor:.0%})", "scope": f"ε = {budgets[-1]:g}, {len(worst)} models",
-                 "measured": f"highest {last[highest]:.1%} ({highest})", "passed": last[highest] <= floor})
-
-    zeros = int(sum(zero_gradients.values()))
-    rows.append({"check": "no image has a zero gradient", "scope": f"{len(zero_gradients)} model/attack pairs",
-                 "measured": f"{zeros} images with ‖∇‖ = 0", "passed": zeros == 0})
-
-    nonzero = budgets > 0
-    ratios, below = {}, {}
-    for k in worst:
-        attack_damage = float(np.mean(clean[k] - np.asarray(worst[k])[nonzero]))
-        noise_damage = float(np.mean(clean[k] - np.asarray(noise[k])[nonzero]))
-        ratios[k] = noise_damage / attack_damage if attack_damage > 0 else float("inf")
-        below[k] = float(np.max(np.asarray(worst[k]) - np.asarray(noise[k])))
-    strongest_noise = max(ratios, key=ratios.get)
-    passed = ratios[strongest_noise] <= 0.5 and max(below.values()) <= one
-    rows.append({"check": "random noise of the same ‖δ‖₂ is far weaker (under half the attack's damage)", "scope": f"{len(worst)} models",
-                 "measured": f"noise does {ratios[strongest_noise]:.0%} of the attack's damage at most ({strongest_noise})", "passed": passed})
+    for model in worst:
+        success = float(unbounded_success[model])
+        row("the unbounded attack always succeeds", model, f"success {success:.1%}", success, 1 - one, success >= 1 - one)
+        rises = {k: float(np.max(np.diff(np.asarray(v, dtype=np.float64)))) for k, v in curves[model].items()}
+        name = max(rises, key=rises.get)
+        row("a larger budget never raises accuracy", model, f"largest rise {rises[name]:+.1%} ({name})", rises[name], one,
+            rises[name] <= one)
+        last = float(np.asarray(worst[model])[-1])
+        row(f"accuracy reaches about 0 at the largest budget (ε = {budgets[-1]:g})", model, f"{last:.1%}", last, floor, last <= floor)
+        usual, doubled = (np.asarray(a, dtype=np.float64) for a in more_effort[model])
+        drop = float(np.max(usual - doubled))
+        row("twice the steps and restarts change little", model, f"accuracy falls by at most {drop:.1%}", drop, little, drop <= little)
+        zeros, tried = zero_gradients[model]
+        row("no zero gradient, at the clean images or at random points", model, f"{zeros} of {tried} gradients are 0", zeros, 0,
+            zeros == 0)
+        clean = float(np.asarray(worst[model])[0])
+        attack_damage = float(np.mean(clean - np.asarray(worst[model])[nonzero]))
+        noise_damage = float(np.mean(clean - np.asarray(noise[model])[nonzero]))
+        ratio = noise_damage / attack_damage if attack_damage > 0 else float("inf")
+        below = float(np.max(np.asarray(worst[model]) - np.asarray(noise[model])))
+        row("random noise of the same ‖δ‖₂ is far weaker", model, f"noise does {ratio:.0%} of the attack's damage", ratio, 0.5,
+            ratio <= 0.5 and below <= one)
+        if model in transfer:
+            white, moved = (np.asarray(a, dtype=np.float64) for a in transfer[model])
+            excess = float(np.max(white - moved))
+            row("white box is at least as strong as transfer", model, f"white box above transfer by at most {excess:+.1%}",
+                excess, one_strong, excess <= one_strong)
     return rows
 
 
