@@ -24,6 +24,7 @@ from helpers.data import Dataset
 from helpers.filters import Defence, filter_layers
 from helpers.io import file_sha256, package_versions, read_json, write_json
 from helpers.models import ARCHITECTURES, build_model, check_build_args
+from helpers.robust_training import fit_regime, parse_regime
 from helpers.validate import check_choice, check_int
 
 # Learning rates: Adam's default for the networks with batch normalisation; VGG16 (none) needs a smaller one.
@@ -56,9 +57,11 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def cache_key(arch: str, dataset: Dataset, *, defence: str | Defence, epochs: int, batch_size: int, seed: int, weights=None) -> dict:
-    """Everything that affects the trained weights."""
-    return {
+def cache_key(arch: str, dataset: Dataset, *, defence: str | Defence, epochs: int, batch_size: int, seed: int, weights=None,
+              training: str = "standard") -> dict:
+    """Everything that affects the trained weights (a non-standard training regime adds its own entry, so that the
+    keys, and the files, of standard models stay what they were)."""
+    key = {
         "format": CACHE_FORMAT,
         "arch": arch,
         "dataset": dataset.name,
@@ -74,6 +77,9 @@ def cache_key(arch: str, dataset: Dataset, *, defence: str | Defence, epochs: in
         "versions": package_versions(),
         "onednn": onednn_enabled(),
     }
+    if training != "standard":
+        key["training"] = training
+    return key
 
 
 def train_model(
@@ -87,6 +93,7 @@ def train_model(
     cache_dir: str | os.PathLike[str] = "data/models",
     strategy: tf.distribute.Strategy | None = None,
     weights: str | os.PathLike[str] | None = None,
+    training: str = "standard",
     verbose: int | str = "auto",
 ) -> keras.Model:
     """Train ``arch`` on ``dataset`` with the filter ``defence`` at training and evaluation; cached.
@@ -95,7 +102,7 @@ def train_model(
     """
     return fit_cached(
         arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed,
-        cache_dir=cache_dir, strategy=strategy, weights=weights, verbose=verbose,
+        cache_dir=cache_dir, strategy=strategy, weights=weights, training=training, verbose=verbose,
     ).model
 
 
@@ -110,6 +117,7 @@ def fit_cached(
     cache_dir: str | os.PathLike[str] = "data/models",
     strategy: tf.distribute.Strategy | None = None,
     weights: str | os.PathLike[str] | None = None,
+    training: str = "standard",
     verbose: int | str = "auto",
 ) -> TrainedModel:
     """Like :func:`train_model`, but also returns the learning curves, the file and whether it was cached."""
@@ -125,8 +133,12 @@ def fit_cached(
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got {type(strategy).__name__}")
     defence = Defence.parse(defence)
     check_build_args(arch, input_shape=dataset.input_shape, num_classes=dataset.num_classes, defence=defence, weights=weights)
+    regime, _ = parse_regime(training)
+    if regime != "standard" and not defence.is_none:
+        raise ValueError(f"training: {training!r} trains the undefended model; got defence={str(defence)!r}")
 
-    key = cache_key(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, weights=weights)
+    key = cache_key(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, weights=weights,
+                    training=training)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cache = Path(cache_dir)
     model_path, meta_path = cache / f"{arch}-{digest}.keras", cache / f"{arch}-{digest}.json"
@@ -138,7 +150,7 @@ def fit_cached(
         return TrainedModel(model, history, model_path, True, time.perf_counter() - start)
 
     model, history = _fit(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy,
-                          weights=weights, verbose=verbose)
+                          weights=weights, training=training, verbose=verbose)
     seconds = time.perf_counter() - start
     _save_model(model, model_path)
     write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
@@ -146,9 +158,16 @@ def fit_cached(
 
 
 def _fit(arch: str, dataset: Dataset, *, defence: Defence, epochs: int, batch_size: int, seed: int, strategy, weights,
-         verbose) -> tuple[keras.Model, dict[str, list[float]]]:
+         training: str, verbose) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train the model (seeded, deterministic kernels); returns it with its learning curves."""
     set_determinism(seed)
+    x_check, y_check = (dataset.x_val, dataset.y_val) if len(dataset.y_val) else (dataset.x_test, dataset.y_test)
+    if training != "standard":
+        with _scope(strategy):
+            model = build_model(arch, input_shape=dataset.input_shape, num_classes=dataset.num_classes, weights=weights)
+            history = fit_regime(model, dataset.x_train, dataset.y_train, training=training, epochs=epochs, batch_size=batch_size,
+                                 learning_rate=LEARNING_RATE[arch], seed=seed, x_check=x_check, y_check=y_check, verbose=verbose)
+        return model, history
     with _scope(strategy):
         model = build_model(arch, input_shape=dataset.input_shape, num_classes=dataset.num_classes, defence=defence, weights=weights)
         # The filter is the model's first layer and has no weights, so training the layers after it on images
@@ -161,7 +180,6 @@ def _fit(arch: str, dataset: Dataset, *, defence: Defence, epochs: int, batch_si
             metrics=["accuracy"],
         )
     # Learning curves follow the validation images when the data set holds some (test images judge only).
-    x_check, y_check = (dataset.x_val, dataset.y_val) if len(dataset.y_val) else (dataset.x_test, dataset.y_test)
     x_train, x_check = (defence.apply(x) for x in (dataset.x_train, x_check))
     fit = body.fit(
         x_train, dataset.y_train, validation_data=(x_check, y_check),
