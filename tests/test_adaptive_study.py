@@ -7,7 +7,9 @@ from helpers import results
 from helpers.adaptive_study import (
     SQUARE,
     check_strong_budgets,
+    combine_worst,
     curve_rows,
+    doubled_effort,
     holm,
     image_rows,
     margin_attack,
@@ -16,6 +18,7 @@ from helpers.adaptive_study import (
     pooled_curve,
     robust_share,
     strong_attacks,
+    transfer_accuracy,
     worst_case,
     zero_gradient_count,
 )
@@ -141,3 +144,29 @@ def test_rows_fit_the_results_files(tmp_path, monkeypatch):
                            labels=np.array([1, 2, 3]), budgets=[0, 1], correct=flags, evaluation="PGD worst case")
     results.ROBUSTNESS_IMAGES.write(per_image)
     assert [(r["test_index"], r["broken"]) for r in results.ROBUSTNESS_IMAGES.read()] == [(7, False), (3, True), (9, True)]
+
+
+def test_combine_worst_names_every_attack_and_the_three_worst_cases(strong_on_median):
+    _, _, _, found = strong_on_median
+    pgd = np.ones_like(found[SQUARE].correct)
+    pgd[1, 0] = False  # PGD broke digit 0 at ε = 1
+    flags = combine_worst({0: found, 1: found}, {0: pgd, 1: pgd})
+    assert list(flags) == [*found, "PGD worst", "gradient worst", "worst"] and list(flags["worst"]) == [0, 1]
+    assert not flags["worst"][0][1, 0] and np.array_equal(flags["worst"][1], worst_case(found) & pgd)
+    assert np.all(flags["worst"][0] <= flags["gradient worst"][0])
+
+
+def test_doubled_effort_reruns_the_strongest_variant(strong_on_median):
+    model, images, labels, found = strong_on_median
+    name, usual, doubled = doubled_effort(model, found, images, labels, budget=1.0, steps=10, restarts=2)
+    means = {a: found[a].accuracy[1:].mean() for a in found if a.startswith("APGD")}
+    assert means[name] == min(means.values())
+    assert usual.tolist() == found[name].accuracy[[0, 1]].tolist() and doubled[0] == usual[0]  # ε = 0: clean accuracy
+
+
+def test_transfer_accuracy_counts_only_clean_correct_digits(trained, first_test_digits):
+    images, labels = first_test_digits
+    stacked = np.stack([images[:10], images[:10]])
+    clean = predict_logits(trained.model, images[:10]).argmax(axis=1) == labels[:10]
+    assert transfer_accuracy(trained.model, stacked, labels[:10], clean).tolist() == [clean.mean()] * 2
+    assert transfer_accuracy(trained.model, stacked, labels[:10], np.zeros(10, bool)).tolist() == [0.0, 0.0]

@@ -26,6 +26,7 @@ from helpers.adaptive import RobustnessResult, bpda_model, has_defence, noise_of
 from helpers.apgd import apgd_l2
 from helpers.attack import loss_and_gradient
 from helpers.engine import check_classifier, check_model_images, compiled
+from helpers.evaluate import predict_logits
 from helpers.square import square_l2
 from helpers.stats import image_counts, interval, over_picked_seeds, per_seed_means, seed_picks
 from helpers.validate import check_float, check_int, check_labels
@@ -66,6 +67,43 @@ def worst_case(results: Mapping[str, RobustnessResult], *, without: tuple[str, .
     if not kept:
         raise ValueError(f"results: no attack left after leaving out {list(without)}")
     return np.logical_and.reduce(kept)
+
+
+def combine_worst(
+    strong: Mapping[int, Mapping[str, RobustnessResult]], pgd_worst: Mapping[int, np.ndarray]
+) -> dict[str, dict[int, np.ndarray]]:
+    """Attack → training seed → (budgets, images) flags on the strong subset: every strong attack, then
+    ``"PGD worst"`` (``pgd_worst``, the PGD worst case on the same digits and budgets), ``"gradient worst"`` (PGD
+    and every APGD variant) and ``"worst"`` (everything, Square included)."""
+    seeds = list(strong)
+    flags = {name: {k: strong[k][name].correct for k in seeds} for name in strong[seeds[0]]}
+    flags["PGD worst"] = {k: pgd_worst[k] for k in seeds}
+    flags["gradient worst"] = {k: worst_case(strong[k], without=(SQUARE,)) & pgd_worst[k] for k in seeds}
+    flags["worst"] = {k: worst_case(strong[k]) & pgd_worst[k] for k in seeds}
+    return flags
+
+
+def doubled_effort(
+    model: keras.Model, found: Mapping[str, RobustnessResult], images: np.ndarray, labels: np.ndarray, *, budget: float,
+    steps: int, restarts: int, seed: int = 0,
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """The strongest APGD variant of ``found`` (lowest mean accuracy over its budgets > 0), rerun at ε = ``budget``
+    with twice the steps and twice the restarts. Returns (its name, accuracy at [0, ε] as found, with twice the effort)."""
+    variants = [name for name in found if name.startswith("APGD")]
+    name = min(variants, key=lambda a: found[a].accuracy[found[a].budgets > 0].mean())
+    view = bpda_model(model) if name.endswith("BPDA") else model
+    loss = next(loss for loss, short in LOSS_NAMES.items() if name.startswith(f"APGD-{short} "))
+    again = apgd_l2(view, images, labels, budgets=[0.0, budget], steps=2 * steps, restarts=2 * restarts, loss=loss, seed=seed)
+    at = int(np.flatnonzero(np.isclose(found[name].budgets, budget))[0])
+    return name, found[name].accuracy[[0, at]], again.accuracy
+
+
+def transfer_accuracy(model: keras.Model, adversarial: np.ndarray, labels: np.ndarray, clean_correct: np.ndarray) -> np.ndarray:
+    """(B,) accuracy of ``model`` on (B, N, …) adversarial images made on another model, counting an image only
+    where ``model`` also classifies the clean image correctly (as a white-box worst case does)."""
+    flat = adversarial.reshape(-1, *adversarial.shape[2:])
+    predicted = predict_logits(model, flat).argmax(axis=1).reshape(adversarial.shape[:2])
+    return ((predicted == labels) & clean_correct).mean(axis=1)
 
 
 def robust_share(correct: np.ndarray, budgets, *, up_to: float) -> np.ndarray:
