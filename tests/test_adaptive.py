@@ -16,7 +16,7 @@ from helpers.adaptive import (
 from helpers.evaluate import predict_logits
 from helpers.filters import filter_layers, is_filter_layer
 from helpers.models import build_model
-from helpers.stats import accuracy_curve_ci, difference_curve_ci
+from helpers.stats import accuracy_curve_ci
 
 BUDGETS = [0.0, 0.5, 1.0, 2.0, 4.0]
 
@@ -161,18 +161,12 @@ def test_zero_gradient_does_not_move_or_give_nan():
 # ---- Bootstrap curves --------------------------------------------------------------------------------------
 
 
-def test_curve_intervals_contain_the_estimate_and_pair_the_images():
+def test_curve_intervals_contain_the_estimate():
     rng = np.random.default_rng(0)
     correct = rng.random((3, 200)) < np.array([[0.9], [0.5], [0.1]])
     accuracy, low, high = accuracy_curve_ci(correct, n_resamples=300, seed=1)
     np.testing.assert_allclose(accuracy, correct.mean(axis=1))
     assert (low <= accuracy).all() and (accuracy <= high).all() and (high - low > 0.03).all()
-    same = difference_curve_ci(correct, correct, n_resamples=300)
-    np.testing.assert_array_equal(np.stack(same), 0.0)
-    shifted = correct.copy()
-    shifted[:, :40] = True
-    diff, low, high = difference_curve_ci(shifted, correct, n_resamples=300)
-    assert (diff > 0).all() and (low > 0).all()
 
 
 @pytest.mark.parametrize(
@@ -188,7 +182,6 @@ def test_curve_intervals_contain_the_estimate_and_pair_the_images():
         (lambda m, x, y: random_noise(m, x, y, budgets=[1.0], draws=0), ValueError, "draws"),
         (lambda m, x, y: accuracy_curve_ci(np.ones((2, 3)), n_resamples=100), TypeError, "correct"),
         (lambda m, x, y: accuracy_curve_ci(np.ones((2, 3), bool), n_resamples=5), ValueError, "n_resamples"),
-        (lambda m, x, y: difference_curve_ci(np.ones((2, 3), bool), np.ones((2, 4), bool)), ValueError, "correct_b"),
     ],
 )
 def test_bad_arguments_fail_fast_naming_the_parameter(trained, sample, call, error, param):
@@ -209,15 +202,7 @@ def test_robustness_study_attacks_defended_models_twice_and_pairs_images(trained
     assert set(study.attacks["none"]) == {"exact"} and set(study.attacks["median:3"]) == {"exact", "BPDA"}
     worst = study.worst("median:3")
     np.testing.assert_array_equal(worst, study.attacks["median:3"]["exact"].correct & study.attacks["median:3"]["BPDA"].correct)
-    assert study.strongest("median:3") in ("exact", "BPDA")
-    rows = study.rows(n_resamples=20)
-    assert len(rows) == 3 * (3 + 4) and {r["attack"] for r in rows} == {"exact", "BPDA", "worst", "noise"}
-    assert all(r["low"] <= r["accuracy"] <= r["high"] for r in rows)
-    gains = study.gains("none", n_resamples=20)
-    assert list(gains) == ["median:3"]
-    np.testing.assert_allclose(gains["median:3"][1], worst.mean(axis=1) - study.worst("none").mean(axis=1), atol=1e-12)
-    with pytest.raises(ValueError, match="reference"):
-        study.gains("gaussian:9")
+    assert set(study.noise) == {"none", "median:3"} and study.noise["none"].correct.shape == (3, 12)
 
 
 def test_models_under_test_names_each_role_once():

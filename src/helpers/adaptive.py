@@ -1,4 +1,4 @@
-"""Adaptive attacks on the blur defence: BPDA, fixed-budget PGD-L2, a random-noise baseline, curve CIs.
+"""Adaptive attacks on the blur defence: BPDA, fixed-budget PGD-L2, a random-noise baseline.
 
 The paper's attack runs until it wins and reports how far it went. A defence is better judged by how much
 accuracy survives an attacker with a fixed budget ε who knows the defence (Carlini et al. 2019). This module
@@ -31,7 +31,6 @@ from helpers.engine import (
 )
 from helpers.evaluate import predict_logits
 from helpers.filters import FILTER_KINDS, filter_layers, is_filter_layer
-from helpers.stats import accuracy_curve_ci, difference_curve_ci
 from helpers.validate import check_float, check_int, check_labels
 
 # --------------------------------------------------------------------------------------------------------------
@@ -345,33 +344,6 @@ class RobustnessStudy:
     def worst(self, model: str) -> np.ndarray:
         """(B, N) flags: correct under *every* attack — the attacker picks the best attack per image."""
         return np.logical_and.reduce([r.correct for r in self.attacks[model].values()])
-
-    def strongest(self, model: str) -> str:
-        """The attack with the lowest robust accuracy averaged over the budgets."""
-        return min(self.attacks[model], key=lambda name: self.attacks[model][name].accuracy.mean())
-
-    def rows(self, *, n_resamples: int = 1000, seed: int = 0) -> list[dict]:
-        """One row per (model, attack, budget) with bootstrap 95 % intervals; attack "worst" and "noise" included."""
-        rows = []
-        for model, attacks in self.attacks.items():
-            curves = {name: r.correct for name, r in attacks.items()} | {"worst": self.worst(model), "noise": self.noise[model].correct}
-            for attack, correct in curves.items():
-                accuracy, low, high = accuracy_curve_ci(correct, n_resamples=n_resamples, seed=seed)
-                for k, eps in enumerate(self.budgets):
-                    rows.append({"model": model, "attack": attack, "budget": float(eps), "accuracy": float(accuracy[k]),
-                                 "low": float(low[k]), "high": float(high[k]), "n": int(correct.shape[1])})
-        return rows
-
-    def gains(self, reference: str = "none", *, n_resamples: int = 1000, seed: int = 0) -> dict[str, tuple[np.ndarray, ...]]:
-        """Per other model: (worst-case accuracy, gain over ``reference``, CI low, CI high) at each budget (paired)."""
-        if reference not in self.attacks:
-            raise ValueError(f"reference: {reference!r} is not one of the studied models {sorted(self.attacks)}")
-        base = self.worst(reference)
-        return {
-            model: (self.worst(model).mean(axis=1), *difference_curve_ci(self.worst(model), base, n_resamples=n_resamples, seed=seed))
-            for model in self.attacks
-            if model != reference
-        }
 
 
 def models_under_test(evaluated, claims) -> dict[str, str]:

@@ -28,7 +28,7 @@ from helpers.attack import loss_and_gradient
 from helpers.engine import check_classifier, check_model_images, compiled
 from helpers.evaluate import predict_logits
 from helpers.square import square_l2
-from helpers.stats import image_counts, interval, over_picked_seeds, per_seed_means, seed_picks
+from helpers.stats import accuracy_curve_ci, image_counts, interval, over_picked_seeds, per_seed_means, seed_picks
 from helpers.validate import check_float, check_int, check_labels
 
 SQUARE = "Square"  # the gradient-free attack's name in every table
@@ -298,8 +298,6 @@ def curve_rows(
         curves: attack name → training seed → (budgets, images) flags ("still correct").
         images: which images the curves are on ("all" or "strong subset").
     """
-    from helpers.stats import accuracy_curve_ci
-
     rows = []
     budgets = np.asarray(budgets, dtype=np.float64)
     for attack, by_seed in curves.items():

@@ -1,5 +1,5 @@
-"""Bootstrap statistics shared by every chapter: intervals of a statistic, of accuracy curves, of paired
-differences. Percentile intervals; resampling is seeded, so a rerun gives the same interval."""
+"""Bootstrap statistics shared by every chapter: intervals of a statistic, of accuracy curves, and over training
+seeds and images. Percentile intervals; resampling is seeded, so a rerun gives the same interval."""
 
 from __future__ import annotations
 
@@ -34,22 +34,6 @@ def accuracy_curve_ci(
     correct = _check_correct("correct", correct)
     draws = _resampled_means(correct, n_resamples=n_resamples, seed=seed)
     return correct.mean(axis=1), *_percentiles(draws, level)
-
-
-def difference_curve_ci(
-    correct_a: np.ndarray, correct_b: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Accuracy of ``a`` minus accuracy of ``b`` at each budget, with a *paired* bootstrap interval.
-
-    Both arrays must hold the same images in the same order (e.g. one defended and one undefended model).
-    """
-    correct_a = _check_correct("correct_a", correct_a)
-    correct_b = _check_correct("correct_b", correct_b)
-    if correct_a.shape != correct_b.shape:
-        raise ValueError(f"correct_b: shape {correct_b.shape} differs from correct_a's {correct_a.shape}; pair the same images")
-    diff = correct_a.astype(np.float64) - correct_b.astype(np.float64)
-    draws = _resampled_means(diff, n_resamples=n_resamples, seed=seed)
-    return diff.mean(axis=1), *_percentiles(draws, level)
 
 
 def _check_correct(name: str, correct) -> np.ndarray:
