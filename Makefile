@@ -60,7 +60,7 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 book: $(BENCH_STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP) widget-assets
-	$(BIN)/python scripts/run_book.py --profile $(PROFILE) --only 07_performance $(if $(DATA),--data $(DATA))
+	$(BIN)/python scripts/run_book.py --profile $(PROFILE) --only 08_performance $(if $(DATA),--data $(DATA))
 
 book: $(STAMP) widget-assets
 	$(BIN)/python scripts/run_book.py --profile $(PROFILE) $(if $(DATA),--data $(DATA))

@@ -633,5 +633,5 @@ def test_quick_benchmark_json_has_the_expected_keys(quick_book):
         assert row["first_render_median"] is None or row["first_render_median"] > 0
     for name, row in results["libraries_compared"].items():
         assert row["status"] == "ok" or row["status"] == "not installed" or row["status"].startswith("failed"), name
-    page = (Path(quick_book) / "book" / "executed" / "07_performance.html").read_text()
+    page = (Path(quick_book) / "book" / "executed" / "08_performance.html").read_text()
     assert page.count("<img") >= 2

@@ -1,4 +1,4 @@
-"""The sections of the performance chapter (``notebooks/07_performance``), one function each.
+"""The sections of the performance chapter (``notebooks/08_performance``), one function each.
 
 Each function runs a section's measurements with :mod:`helpers.timing`, :mod:`helpers.reference_attacks`,
 :mod:`helpers.flops`, :mod:`helpers.filter_costs` and :mod:`helpers.browser_slider`, and returns a small

@@ -22,9 +22,10 @@ NOTEBOOKS = (
     "04_training",
     "05_results",
     "06_adaptive",
-    "07_performance",
-    "08_conclusion",
-    "09_reproducibility",
+    "07_alternatives",
+    "08_performance",
+    "09_conclusion",
+    "10_reproducibility",
 )
 PROFILE_NAMES = ("quick", "default", "paper")
 _SAME = object()
@@ -183,7 +184,17 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("strong_restarts", _integer("strong_restarts", minimum=1), 5, quick=2, shown=True),
     P("square_queries", _integer("square_queries", minimum=1), 1000, quick=100, shown=True),
     P("transfer_margin", lambda v: check_float("transfer_margin", v, minimum=0.0), 5.0),
-    # Performance (chapter 07): how much each speed measurement runs; medians over bench_repeats rounds.
+    # The defences the field trusts, beside the blur (chapter 07): randomized smoothing and adversarial training.
+    P("smoothing_sigmas", _list("smoothing_sigmas", lambda s: check_float("smoothing_sigmas", s, minimum=0.0, maximum=4.0,
+                                                                          strict_minimum=True)),
+      [0.25, 0.5, 1.0], quick=[0.5], shown=True),
+    P("smoothing_n0", _integer("smoothing_n0", minimum=1), 100, quick=50),
+    P("smoothing_n", _integer("smoothing_n", minimum=1), 1000, quick=200, shown=True),
+    P("smoothing_alpha", lambda v: check_float("smoothing_alpha", v, minimum=0.0, maximum=0.5, strict_minimum=True), 0.001),
+    P("eot_samples", _integer("eot_samples", minimum=1), 8, quick=4),
+    P("adversarial_epsilon", lambda v: check_float("adversarial_epsilon", v, minimum=0.0, maximum=16.0, strict_minimum=True), 2.0,
+      shown=True),
+    # Performance (chapter 08): how much each speed measurement runs; medians over bench_repeats rounds.
     P("bench_images", _integer("bench_images", minimum=2), 96, quick=12),
     P("bench_seed_images", _integer("bench_seed_images", minimum=1), 32, quick=3),
     P("bench_repeats", _integer("bench_repeats", minimum=1), 3, quick=1),

@@ -240,11 +240,22 @@ ADAPTIVE_PAPER_ATTACK = Table("adaptive_paper_attack.csv", "the paper's attack w
     f"model:str defence:str gradient:str {_SUMMARY} median_l2_lo:float median_l2_hi:float"))
 ADAPTIVE_CLAIMS = Document("adaptive_claims.json", "the verdict on C6 and what it relied on (chapter 6)",
                            ("C6", "sanity", "models", "reference_budget", "evaluation", "strong_vs_pgd"))
-VERDICTS = Table("verdicts.csv", "one row per claim C1–C6 and measure, with effect, interval and rule (chapter 6)", _columns(
+
+# -- chapter 7: the blur beside randomized smoothing and adversarial training
+ALTERNATIVES = Table("alternatives.csv", "robust or certified accuracy per method, parameter, seed and budget, with clean accuracy, "
+                     "interval and cost (chapter 7)", _columns(
+    "method:str parameter:str seed:str measure:str budget:float clean_accuracy:float accuracy:float low:float high:float n:int "
+    "train_seconds:float eval_seconds_per_image:float"))
+ALTERNATIVES_IMAGES = Table("alternatives_images.csv", "per model file, test image and budget: robust under the attack, and "
+                            "certified radius where smoothed. To re-attack elsewhere (chapter 7)", _columns(
+    "method:str parameter:str seed:int model_file:str test_index:int label:int budget:float measure:str robust:bool"))
+ALTERNATIVES_CLAIMS = Document("alternatives_claims.json", "the verdict on C7 and the checks it relied on (chapter 7)",
+                               ("C7", "sanity"))
+VERDICTS = Table("verdicts.csv", "one row per claim C1–C7 and measure, with effect, interval and rule (chapter 7)", _columns(
     "claim:str measure:str verdict:str effect:float low:float high:float n_seeds:int n_images:int rule:str evidence:str"))
 
-# -- chapter 7 and the book runner
-BENCHMARK = Document("benchmark.json", "the performance chapter's measurements (chapter 7)", ("profile", "goals"))
+# -- chapter 8 and the book runner
+BENCHMARK = Document("benchmark.json", "the performance chapter's measurements (chapter 8)", ("profile", "goals"))
 RUN_LOG = Document("run_log.json", "wall time and peak memory of each notebook run (book runner)", ("profile", "notebooks"))
 PROVENANCE = Document("provenance.json", "for every results file: notebook, parameters, versions, SHA-256 (book runner)", ())
 

@@ -1,4 +1,4 @@
-"""The timing harness of the performance chapter (``notebooks/07_performance``): the machine, interleaved
+"""The timing harness of the performance chapter (``notebooks/08_performance``): the machine, interleaved
 wall-clock rounds, medians, and the rows of the goals table.
 
 Every comparison runs in one process, on the same inputs. Contenders are timed in interleaved rounds

@@ -41,6 +41,14 @@ class TrainedModel:
     seconds: float
 
 
+def train_seconds(trained: TrainedModel) -> float:
+    """The seconds the model took to train when it was trained, as recorded beside the cached file (``seconds``
+    is the load time when it came from the cache)."""
+    if not trained.from_cache:
+        return trained.seconds
+    return float(read_json(trained.path.with_suffix(".json")).get("train_seconds", float("nan")))
+
+
 def onednn_enabled() -> bool | None:
     """Whether TensorFlow's oneDNN CPU kernels are on (``TF_ENABLE_ONEDNN_OPTS``; by default TensorFlow turns
     them on only for CPUs with AVX-512 VNNI/BF16 or AMX). ``None`` if this TensorFlow cannot tell."""

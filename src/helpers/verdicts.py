@@ -22,6 +22,7 @@ CLAIMS = {
     "C4": "The Gaussian filter gives better accuracy than the median filter",
     "C5": "Gaussian σ = 1.5 is the best filter by accuracy × ‖I_adv − I‖",
     "C6": "Beyond the paper: the blur defence still helps against an attacker who knows it",
+    "C7": "Beyond the paper: at equal clean accuracy, the blur buys as much robustness as randomized smoothing or adversarial training",
 }
 # "Imperceptible": a per-pixel RMS change of at most 8/255, the common L∞ budget of 'small' perturbations
 # (RMS ≤ L∞, so this is the lenient side of that budget).
@@ -280,6 +281,64 @@ def adaptive_verdict(
             "n_seeds": best.n_seeds, "n_images": best.n_images, "evidence": evidence}
 
 
+MAX_CLEAN_GAP = 0.05  # C7: "equal clean accuracy" means within 5 points, stated before the data
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One defence the blur is compared with in C7, on the same digits and budgets.
+
+    ``clean_gap`` is the alternative's clean accuracy minus the blur's. ``against_upper`` is the paired gain of
+    the blur over the alternative's most optimistic robustness measure (its strongest attack's worst case);
+    ``against_lower`` over its most pessimistic one (a certificate where there is one, else the same attack).
+    Both are :class:`helpers.adaptive_study.Gain` with family-wise intervals.
+    """
+
+    name: str
+    clean_gap: float
+    against_upper: object
+    against_lower: object
+
+
+def alternatives_verdict(
+    alternatives: Sequence[Alternative], *, blur: str, statistic: str, failed_checks: Sequence[str] = (), n_checks: int = 0
+) -> dict:
+    """C7: at equal clean accuracy, does the blur buy as much robustness as the defences the field trusts?
+
+    Only alternatives within :data:`MAX_CLEAN_GAP` of the blur's clean accuracy are compared. *Refuted* if for one of
+    them even its pessimistic measure beats the blur by more than :data:`MIN_ROBUST_GAIN` (the interval of the
+    blur's gain lies wholly below −5 points); *confirmed* if for every one of them the blur's gain over its optimistic
+    measure has its interval above −5 points (non-inferiority); otherwise, with a failed sanity check, or when no
+    alternative reaches equal clean accuracy, *inconclusive*.
+    """
+    rule = (f"among the alternatives whose clean accuracy lies within {MAX_CLEAN_GAP:.0%} of the blur's: refuted if one of them, "
+            f"on its pessimistic measure (certified where it has a certificate), keeps more than {MIN_ROBUST_GAIN:.0%} more "
+            f"{statistic} than the blur with the whole family-wise interval beyond; confirmed if against every one of them, on its "
+            f"optimistic measure, the blur's interval lies above −{MIN_ROBUST_GAIN:.0%}; a failed sanity check makes it inconclusive")
+    equal = [a for a in alternatives if abs(a.clean_gap) <= MAX_CLEAN_GAP + 1e-12]
+    unequal = [f"{a.name} (clean accuracy {a.clean_gap:+.1%})" for a in alternatives if a not in equal]
+    if not equal:
+        return {"verdict": "inconclusive", "rule": rule, "measure": statistic,
+                "evidence": "no alternative reached the blur's clean accuracy within the margin: " + "; ".join(unequal)}
+    beaten = [a for a in equal if a.against_lower.high < -MIN_ROBUST_GAIN]
+    kept_up = all(a.against_upper.low > -MIN_ROBUST_GAIN for a in equal)
+    verdict = "refuted" if beaten else "confirmed" if kept_up else "inconclusive"
+    if failed_checks and verdict != "inconclusive":
+        verdict, note = "inconclusive", f". Would be {verdict}, but sanity checks failed: {', '.join(failed_checks)}"
+    else:
+        note = ""
+    decisive = min(equal, key=lambda a: a.against_lower.effect)
+    gain = decisive.against_lower if verdict == "refuted" else decisive.against_upper
+    parts = [f"{a.name}: {a.against_upper.effect:+.1%} [{a.against_upper.low:+.1%}, {a.against_upper.high:+.1%}] against its "
+             f"attacked robustness, {a.against_lower.effect:+.1%} [{a.against_lower.low:+.1%}, {a.against_lower.high:+.1%}] against "
+             f"its pessimistic measure (clean accuracy {a.clean_gap:+.1%})" for a in equal]
+    passed = f"; sanity checks passed: {n_checks - len(failed_checks)} of {n_checks}" if n_checks else ""
+    left_out = f"; not at equal clean accuracy: {'; '.join(unequal)}" if unequal else ""
+    evidence = f"the blur ({blur}) minus each alternative in {statistic}: " + "; ".join(parts) + left_out + passed + note
+    return {"verdict": verdict, "rule": rule, "measure": statistic, "effect": gain.effect, "low": gain.low, "high": gain.high,
+            "n_seeds": gain.n_seeds, "n_images": gain.n_images, "evidence": evidence}
+
+
 def sanity_checks(
     *,
     budgets: Sequence[float],
@@ -356,11 +415,40 @@ def sanity_checks(
     return rows
 
 
-def verdict_rows(claims: Mapping[str, Mapping | Sequence[Mapping]]) -> list[dict]:
-    """The verdict table: per claim C1–C6 (in order) one row per measure it was decided on, with the effect, its
-    interval, seeds, images, the rule and the evidence; a claim missing from ``claims`` is inconclusive."""
+def certificate_check(*, model: str, budgets: Sequence[float], violations: Sequence[int], n_images: int) -> dict:
+    """The sanity row of a smoothed model: no image is certified correct at a budget where the empirical attack
+    broke it (certified accuracy can never exceed attacked accuracy; a certificate fails with probability α)."""
+    worst = int(np.max(violations)) if len(violations) else 0
+    where = ", ".join(f"ε = {b:g}: {int(v)}" for b, v in zip(budgets, violations, strict=True) if v)
+    return {"check": "certified accuracy never exceeds attacked accuracy", "model": model,
+            "measured": f"{worst} of {n_images} digits certified yet broken" + (f" ({where})" if where else ""),
+            "value": float(worst), "threshold": 0.0, "passed": worst == 0}
+
+
+def collect_claims() -> dict:
+    """The verdicts that chapters 1, 5 and 6 wrote to the results folder: C1 (decided here from ``attack.csv``), C2,
+    C3–C5 (one entry per measure) and C6 when chapter 6 has run."""
+    from helpers import results
+
+    claims: dict = {"C1": imperceptibility_verdict(results.ATTACK.read())}
+    claims |= results.ATTACK_CLAIMS.read()
+    for row in results.PAPER_CLAIMS.read()["claims"]:
+        claims.setdefault(row["claim"], []).append(row)
+    if results.ADAPTIVE_CLAIMS.path.exists():
+        claims["C6"] = results.ADAPTIVE_CLAIMS.read()["C6"]
+    return claims
+
+
+def verdict_rows(claims: Mapping[str, Mapping | Sequence[Mapping]], *, through: str | None = None) -> list[dict]:
+    """The verdict table: per claim C1–C7 (in order, up to ``through`` when given) one row per measure it was
+    decided on, with the effect, its interval, seeds, images, the rule and the evidence; a claim missing from
+    ``claims`` is inconclusive."""
+    keys = list(CLAIMS)
+    if through is not None and through not in CLAIMS:
+        raise ValueError(f"through: {through!r} is not one of {', '.join(CLAIMS)}")
     rows = []
-    for key, text in CLAIMS.items():
+    for key in keys[: keys.index(through) + 1] if through else keys:
+        text = CLAIMS[key]
         entries = claims.get(key) or [{"verdict": "inconclusive", "evidence": "not computed in this run"}]
         for entry in [entries] if isinstance(entries, Mapping) else entries:
             rows.append({
