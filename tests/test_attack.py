@@ -100,3 +100,21 @@ def test_bad_arguments_fail_fast_naming_the_parameter(trained, kwargs, error, pa
     with pytest.raises(error, match=param) as info:
         targeted_attack(trained.model, images, targets, progress=False, **args)
     assert "\n" not in str(info.value)
+
+
+def test_an_attacked_model_is_freed_with_its_compiled_functions():
+    import gc
+    import weakref
+
+    from helpers.engine import compiled
+
+    inputs = keras.Input((4, 4, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    images = np.random.default_rng(0).random((5, 4, 4, 1)).astype(np.float32)
+    targeted_attack(model, images, np.array([0, 1, 2, 0, 1]), max_steps=3, progress=False)
+    first = compiled(model, ("paper attack, refilled in the loop", "cross_entropy"), lambda: None)
+    assert first is not None and compiled(model, ("paper attack, refilled in the loop", "cross_entropy"), lambda: None) is first  # reused, not rebuilt
+    gone = weakref.ref(model)
+    del model, first
+    gc.collect()
+    assert gone() is None  # no global table keeps an attacked model (and its memory) alive

@@ -26,6 +26,7 @@ SMALL = {
     "arch_list": ["inception_v3"], "arch_image_sizes": {"inception_v3": 75}, "arch_epochs": 1, "arch_batch_size": 16,
     "arch_n_attack": 2, "arch_max_steps": 3, "budgets": [0, 1], "pgd_steps": 2, "n_adaptive": 4, "n_bootstrap": 10,
     "strong_images": 3, "strong_budgets": [1], "strong_steps": 2, "strong_restarts": 1, "square_queries": 3,
+    "smoothing_sigmas": [0.5], "smoothing_n0": 4, "smoothing_n": 8, "eot_samples": 1, "adversarial_epsilon": 1.0,
     "bench_images": 2, "bench_seed_images": 1, "bench_repeats": 1, "bench_batch_sizes": [2], "bench_inception_size": 75,
     "bench_inception_batch": 2, "bench_train_batches": 1, "bench_compare_backends": False,
 }

@@ -120,7 +120,7 @@ def test_verdict_rows_cover_every_claim_in_order():
     rows = verdict_rows({"C3": {"verdict": "refuted", "evidence": "x"},
                          "C5": [{"verdict": "refuted", "evidence": "a", "measure": "paper", "effect": -0.2, "low": -0.3, "high": -0.1},
                                 {"verdict": "inconclusive", "evidence": "b", "measure": "strongest"}]})
-    assert [r["claim"].split(":")[0] for r in rows] == [*CLAIMS][:5] + ["C5", "C6"]
+    assert [r["claim"].split(":")[0] for r in rows] == [*CLAIMS][:5] + ["C5", "C6", "C7"]
     from helpers.results import VERDICTS
 
     assert list(rows[0]) == VERDICTS.column_names  # the layout of verdicts.csv

@@ -145,44 +145,27 @@ def run_engine(
 
 def _drive(run_chunk, images: np.ndarray, targets: np.ndarray, *, width: int, settings: tuple, progress: bool
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, EngineStats]:
-    """Run the compiled chunks over a working batch of ``width`` slots, refilling finished slots with waiting
-    examples; returns the adversarial images, steps, final status of every example, and what was computed."""
+    """Run the compiled chunks over a working batch of ``width`` slots (refilled inside the compiled loop from the
+    queue of waiting examples); returns the adversarial images, steps, final status of every example, and what was
+    computed."""
     n = len(images)
     adversarial = images.copy()
     status_out = np.zeros(n, dtype=np.int32)
     steps_out = np.zeros(n, dtype=np.int32)
     stats = EngineStats(calls=0, evaluations=0, needed=0, widths=[])
-
-    # The working batch: slot i holds example ``owner[i]``. Every slot is running when a call starts.
-    owner = np.arange(width)
-    x = images[:width].copy()
-    t = targets[:width].astype(np.int32)
-    steps = np.zeros(width, dtype=np.int32)
-    status = np.zeros(width, dtype=np.int32)
-    next_example = width
+    queue_x, queue_t = tf.constant(images), tf.constant(targets.astype(np.int32))
+    # The working batch: slot i holds example ``owner[i]``; every slot is running when a call starts.
+    state = (queue_x[:width], queue_t[:width], tf.range(width), tf.zeros(width, tf.int32), tf.zeros(width, tf.int32),
+             tf.constant(width))
     with tqdm(total=n, desc="attack", unit="img", disable=not progress, leave=False) as bar:
-        while len(owner):
-            x_t, steps_t, status_t, done_t = run_chunk(tf.constant(x), tf.constant(t), tf.constant(steps), tf.constant(status), *settings)
-            x, steps, status = x_t.numpy(), steps_t.numpy(), status_t.numpy()
+        while int(tf.shape(state[0])[0]):
+            *state, done_owner, done_x, done_steps, done_status, widths = run_chunk(*state, queue_x, queue_t, *settings)
+            owners = done_owner.numpy()
+            adversarial[owners], steps_out[owners], status_out[owners] = done_x.numpy(), done_steps.numpy(), done_status.numpy()
             stats.calls += 1
-            stats.evaluations += len(owner) * int(done_t)
-            stats.widths.append(len(owner))
-            finished = np.flatnonzero(status != RUNNING)
-            for slot in finished:
-                i = owner[slot]
-                adversarial[i], steps_out[i], status_out[i] = x[slot], steps[slot], status[slot]
-            bar.update(len(finished))
-            # Waiting examples take the finished slots; slots left over leave the batch.
-            refill = finished[: n - next_example]
-            for slot in refill:
-                owner[slot] = next_example
-                x[slot], t[slot] = images[next_example], targets[next_example]
-                steps[slot], status[slot] = 0, RUNNING
-                next_example += 1
-            if len(refill) < len(finished):
-                keep = status == RUNNING
-                owner, x, t, steps, status = owner[keep], x[keep], t[keep], steps[keep], status[keep]
-
+            stats.widths += widths.numpy().tolist()
+            bar.update(len(owners))
+    stats.evaluations = int(sum(stats.widths))
     return adversarial, steps_out, status_out, stats
 
 
@@ -211,40 +194,66 @@ def loss_and_gradient(model: keras.Model, x: tf.Tensor, t: tf.Tensor, objective:
 
 
 def _compiled(model: keras.Model, objective: str):
-    return compiled(model, ("paper attack", objective), lambda: _build_chunk(model, objective))
+    return compiled(model, ("paper attack, refilled in the loop", objective), lambda: _build_chunk(model, objective))
 
 
 def _build_chunk(model: keras.Model, objective: str):
     shape = (None, *model.input_shape[1:])
+    expand = [-1] + [1] * (len(shape) - 1)
+    batch = [tf.TensorSpec(shape, tf.float32)] + [tf.TensorSpec([None], tf.int32)] * 4 + [tf.TensorSpec([], tf.int32)]
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
-            tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
-            tf.TensorSpec([], tf.bool),
+            *batch, tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
+            tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),
+            tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.bool),
         ]
     )
-    def run_chunk(x, t, steps, status, n_iter, max_steps, step, low, high, do_clip):
-        """Up to ``n_iter`` steps of the working batch; stops after the first step in which an example finished."""
-        expand = [-1] + [1] * (len(shape) - 1)
-        done = tf.constant(0)
-        for _ in tf.range(n_iter):
-            running = tf.equal(status, RUNNING)
+    def run_chunk(x, t, owner, steps, status, waiting, queue_x, queue_t, n_iter, max_steps, step, low, high, do_clip):
+        """Up to ``n_iter`` steps of the working batch. After each step the examples that finished are recorded,
+        waiting examples (``queue_*[waiting:]``) take their slots in slot order, and slots left over leave the batch.
+        Returns the new batch state, the finished examples (owner, image, steps, status) and each step's width."""
+        total = tf.shape(queue_t)[0]
+        done_owner = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None])
+        done_x = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False, element_shape=shape)
+        done_steps = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None])
+        done_status = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None])
+        widths = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+        for i in tf.range(n_iter):
+            tf.autograph.experimental.set_loop_options(shape_invariants=[
+                (x, tf.TensorShape(shape)), (t, tf.TensorShape([None])), (owner, tf.TensorShape([None])),
+                (steps, tf.TensorShape([None])), (status, tf.TensorShape([None]))])
+            if tf.shape(x)[0] == 0:
+                break
+            widths = widths.write(i, tf.shape(x)[0])
             logits, grad = loss_and_gradient(model, x, t, objective)
-            done += 1
             reached = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), t)
             norm = l2_norms(grad)
-            new_status = tf.where(reached, REACHED, tf.where(steps >= max_steps, OUT_OF_STEPS, tf.where(norm > 0, RUNNING, STALLED)))
-            status = tf.where(running, new_status, status)
+            status = tf.where(reached, REACHED, tf.where(steps >= max_steps, OUT_OF_STEPS, tf.where(norm > 0, RUNNING, STALLED)))
             move = tf.equal(status, RUNNING)
             direction = grad / tf.reshape(tf.where(norm > 0, norm, 1.0), expand)
             moved = x - step * direction
             moved = tf.where(do_clip, tf.clip_by_value(moved, low, high), moved)
             x = tf.where(tf.reshape(move, expand), moved, x)
             steps = steps + tf.cast(move, tf.int32)
-            if not tf.reduce_all(move):
-                break
-        return x, steps, status, done
+            # Record the finished examples, give their slots to waiting ones, drop the slots left over.
+            finished = tf.reshape(tf.where(~move), [-1])
+            done_owner = done_owner.write(i, tf.gather(owner, finished))
+            done_x = done_x.write(i, tf.gather(x, finished))
+            done_steps = done_steps.write(i, tf.gather(steps, finished))
+            done_status = done_status.write(i, tf.gather(status, finished))
+            take = tf.minimum(tf.size(finished), total - waiting)
+            slots = tf.reshape(finished[:take], [-1, 1])
+            new = tf.range(waiting, waiting + take)
+            x = tf.tensor_scatter_nd_update(x, slots, tf.gather(queue_x, new))
+            t = tf.tensor_scatter_nd_update(t, slots, tf.gather(queue_t, new))
+            owner = tf.tensor_scatter_nd_update(owner, slots, new)
+            steps = tf.tensor_scatter_nd_update(steps, slots, tf.zeros_like(new))
+            status = tf.tensor_scatter_nd_update(status, slots, tf.fill([take], RUNNING))
+            waiting += take
+            keep = tf.reshape(tf.where(tf.equal(status, RUNNING)), [-1])
+            x, t, owner, steps, status = tf.gather(x, keep), tf.gather(t, keep), tf.gather(owner, keep), tf.gather(steps, keep), tf.gather(status, keep)
+        return (x, t, owner, steps, status, waiting, done_owner.concat(), done_x.concat(), done_steps.concat(), done_status.concat(),
+                widths.stack())
 
     return run_chunk

@@ -7,7 +7,6 @@ a key of its own; norms and argument checks are written once so that every engin
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -17,13 +16,17 @@ import tensorflow as tf
 
 from helpers.validate import check_float, check_images
 
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ATTRIBUTE = "_helpers_compiled"
 
 
 def compiled(model: keras.Model, key: Hashable, build: Callable[[], Any]) -> Any:
     """The compiled function ``build()`` made for ``model`` under ``key``, built on first use and kept as long as
-    the model lives (so a second attack on the same model does not retrace)."""
-    per_model = _COMPILED.setdefault(model, {})
+    the model lives (so a second attack on the same model does not retrace).
+
+    The functions live in the model's own ``__dict__`` (past Keras' attribute tracking, so never saved with it):
+    they refer to the model, and a global table keyed by the model would keep every model ever attacked alive.
+    """
+    per_model = model.__dict__.setdefault(_ATTRIBUTE, {})
     if key not in per_model:
         per_model[key] = build()
     return per_model[key]
