@@ -146,3 +146,13 @@ def test_verdict_rows_through_a_claim():
     assert [r["claim"].split(":")[0] for r in verdict_rows({})][-1] == "C7"
     with pytest.raises(ValueError, match="through"):
         verdict_rows({}, through="C9")
+
+
+def test_a_known_clean_answer_is_used_at_zero_budget(noise_model, first_test_digits):
+    images, labels = first_test_digits[0][:6], first_test_digits[1][:6]
+    told = (labels + np.array([0, 1, 0, 1, 0, 1])) % 10  # right, wrong, right, ...
+    attack = smoothed_pgd(noise_model.model, images, labels, sigma=SIGMA, budgets=[0.0, 0.5], steps=2, samples=2, n_predict=20,
+                          clean_prediction=told)
+    assert attack.correct[0].tolist() == [True, False] * 3
+    with pytest.raises(ValueError, match="clean_prediction"):
+        smoothed_pgd(noise_model.model, images, labels, sigma=SIGMA, budgets=[0.0], clean_prediction=told[:2])

@@ -55,12 +55,14 @@ def smoothed_pgd(
     step_ratio: float = 2.5,
     seed: int = 0,
     batch_size: int = 64,
+    clean_prediction: np.ndarray | None = None,
 ) -> SmoothedAttack:
     """PGD-L2 with expectation over the noise against the smoothed version of ``model`` (noise level ``sigma``).
 
     Each of ``steps`` steps moves ``step_ratio·ε/steps`` along the L2-normalised gradient of
     −log(mean over ``samples`` noise draws of softmax(f(x + δ + η))[label]), then projects δ onto ‖δ‖₂ ≤ ε and
-    x + δ onto [0, 1]. The smoothed classifier is then asked at x + δ with ``n_predict`` noisy copies.
+    x + δ onto [0, 1]. The smoothed classifier is then asked at x + δ with ``n_predict`` noisy copies; at ε = 0 it
+    answers ``clean_prediction`` when given (e.g. :attr:`helpers.smoothing.Certificate.majority`, already counted).
 
     >>> attack = smoothed_pgd(noise_model, x[:50], y[:50], sigma=0.5, budgets=[0, 1, 2])  # doctest: +SKIP
     """
@@ -88,8 +90,16 @@ def smoothed_pgd(
                 tf.constant(float(step_ratio * eps / steps)), tf.constant(steps, tf.int32), tf.constant(sigma, tf.float32),
                 tf.constant([seed, k * n + start], tf.int32),
             ).numpy()
-    predicted = smoothed_predict(model, adversarial.reshape(b * n, *images.shape[1:]), sigma=sigma, n=n_predict, seed=seed + 1)
-    return SmoothedAttack(budgets=budgets, correct=(predicted.reshape(b, n) == labels), adversarial=adversarial)
+    if clean_prediction is not None:
+        clean_prediction = check_labels("clean_prediction", clean_prediction, length=n, num_classes=num_classes)
+    asked = [k for k, eps in enumerate(budgets) if eps > 0 or clean_prediction is None]
+    predicted = np.empty((b, n), dtype=np.int64)
+    if clean_prediction is not None:
+        predicted[budgets == 0] = clean_prediction
+    if asked:
+        flat = adversarial[asked].reshape(len(asked) * n, *images.shape[1:])
+        predicted[asked] = smoothed_predict(model, flat, sigma=sigma, n=n_predict, seed=seed + 1).reshape(len(asked), n)
+    return SmoothedAttack(budgets=budgets, correct=predicted == labels, adversarial=adversarial)
 
 
 def _build_smoothed_pgd(model: keras.Model, samples: int):

@@ -71,11 +71,13 @@ def sample_counts(
 @dataclass(frozen=True)
 class Certificate:
     """CERTIFY's answer per image: the class (or :data:`ABSTAIN`), the certified L2 radius (0 when abstaining)
-    and the lower confidence bound p̲_A it rests on."""
+    and the lower confidence bound p̲_A it rests on; also the most frequent class among the ``n`` estimation
+    copies (the smoothed classifier's majority answer, certified or not)."""
 
     prediction: np.ndarray  # (N,) int
     radius: np.ndarray  # (N,) float, in [0, 1] pixel units
     p_lower: np.ndarray  # (N,) float
+    majority: np.ndarray  # (N,) int
 
     def accuracy_at(self, labels: np.ndarray, radii) -> np.ndarray:
         """Certified accuracy: the share of images certified correct within each radius r (radius ≥ r)."""
@@ -111,4 +113,5 @@ def certify(
     p_lower = lower_confidence_bound(estimation[np.arange(len(guess)), guess], n, alpha=alpha)
     certified = p_lower >= 0.5
     radius = np.where(certified, sigma * stats.norm.ppf(np.where(certified, p_lower, 0.5)), 0.0)
-    return Certificate(prediction=np.where(certified, guess, ABSTAIN), radius=radius, p_lower=p_lower)
+    return Certificate(prediction=np.where(certified, guess, ABSTAIN), radius=radius, p_lower=p_lower,
+                       majority=estimation.argmax(axis=1))
