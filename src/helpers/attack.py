@@ -6,11 +6,11 @@ listing instead ascends the target's softmax probability (``objective="target_pr
 
 Engine: a working batch runs in one compiled ``tf.function`` (graph mode; XLA is slower on CPU, see the
 performance chapter). Each example stops as soon as it reaches its target (it never moves again), runs out of
-steps, or has a zero gradient (``stalled``: it could never move again). The compiled loop returns to Python
-at the first step in which any example finished; finished examples then leave the working batch at once and
-waiting ones take their slots, and once nothing waits the batch shrinks. So the cost is proportional to the
-steps each example needs (plus one evaluation to see it has finished), not to the slowest example of a batch:
-:func:`run_engine` reports that count next to the evaluations actually computed.
+steps, or has a zero gradient (``stalled``: it could never move again). Inside the compiled loop, after every
+step, the examples that finished are recorded and waiting examples take their slots; once nothing waits the
+batch shrinks. The loop returns to Python only every ``chunk_steps`` steps (for the progress bar). So the cost is
+proportional to the steps each example needs (plus one evaluation to see it has finished), not to the slowest
+example of a batch: :func:`run_engine` reports that count next to the evaluations actually computed.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def targeted_attack(
         clip: keep pixels in this range after each step; ``None`` disables clipping, like the paper.
         batch_size: most examples in the working batch (results do not depend on it beyond float rounding, only
             speed does; on a 2-core CPU the step rate of the small CNN is flat from 64 up, see chapter 07).
-        chunk_steps: most steps per compiled call; a call also ends at the first step in which an example
-            finishes, so that its slot is refilled at once.
+        chunk_steps: most steps per compiled call (finished examples are replaced inside the call; between calls
+            the progress bar moves).
         progress: show a progress bar of finished examples.
 
     >>> result = targeted_attack(model, x_test[:10], targets[:10])  # doctest: +SKIP
