@@ -144,8 +144,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("max_steps", _integer("max_steps", minimum=1), 1000, quick=300, shown=True),
     P("n_attack", _integer("n_attack", minimum=1), 500, quick=40, shown=True),
     # The score study (chapter 5): every seed's model attacked on the same test images, three attacks each.
-    P("n_scored", _integer("n_scored", minimum=2), 150, quick=40, shown=True),
-    P("n_validation", _integer("n_validation", minimum=2), 150, quick=40),
+    P("n_scored", _integer("n_scored", minimum=2), 100, quick=40, shown=True),
+    P("n_validation", _integer("n_validation", minimum=2), 100, quick=40),
     P("minnorm_steps", _integer("minnorm_steps", minimum=1), 100, quick=50, shown=True),
     # The same Gaussian study on digits upsampled resolution_factor times (σ in the upsampled image's pixels).
     P("resolution_factor", _integer("resolution_factor", minimum=1), 4, quick=2, paper=1),  # 1: skipped
@@ -174,7 +174,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("budgets", _list("budgets", lambda s: check_float("budgets", s, minimum=0.0)),
       [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], quick=[0.0, 1.0, 2.0, 4.0], shown=True),
     P("pgd_steps", _integer("pgd_steps", minimum=1), 20, quick=10, shown=True),
-    P("n_adaptive", _integer("n_adaptive", minimum=1), 200, quick=30, shown=True),
+    P("n_adaptive", _integer("n_adaptive", minimum=1), 150, quick=30, shown=True),
     P("n_bootstrap", _integer("n_bootstrap", minimum=10), 1000, quick=200),
     # The strong evaluation behind C6: APGD (both losses, exact and BPDA, restarts) and Square on a subset.
     P("strong_images", _integer("strong_images", minimum=2), 50, quick=12, shown=True),
@@ -189,7 +189,7 @@ PARAMETERS: tuple[Parameter, ...] = (
                                                                           strict_minimum=True)),
       [0.25, 0.5, 1.0], quick=[0.5], shown=True),
     P("smoothing_n0", _integer("smoothing_n0", minimum=1), 100, quick=50),
-    P("smoothing_n", _integer("smoothing_n", minimum=1), 1000, quick=200, shown=True),
+    P("smoothing_n", _integer("smoothing_n", minimum=1), 500, quick=200, shown=True),
     P("smoothing_alpha", lambda v: check_float("smoothing_alpha", v, minimum=0.0, maximum=0.5, strict_minimum=True), 0.001),
     P("eot_samples", _integer("eot_samples", minimum=1), 8, quick=4),
     P("adversarial_epsilon", lambda v: check_float("adversarial_epsilon", v, minimum=0.0, maximum=16.0, strict_minimum=True), 2.0,
@@ -197,7 +197,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     # Performance (chapter 08): how much each speed measurement runs; medians over bench_repeats rounds.
     P("bench_images", _integer("bench_images", minimum=2), 96, quick=12),
     P("bench_seed_images", _integer("bench_seed_images", minimum=1), 32, quick=3),
-    P("bench_repeats", _integer("bench_repeats", minimum=1), 3, quick=1),
+    P("bench_repeats", _integer("bench_repeats", minimum=1), 2, quick=1),
     P("bench_batch_sizes", _list("bench_batch_sizes", _integer("bench_batch_sizes", minimum=1)), [4, 16, 64, 256],
       quick=[16, 64]),
     P("bench_inception_size", _inception_size, 75),
