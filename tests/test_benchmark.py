@@ -561,9 +561,9 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
     grad = {"model": "inception_v3", "op": "Conv2DBackpropInput", "share of op time %": 35.0, "ms per step": 1.5, "GFLOP/s": 20.0}
     goals = performance.goal_rows(tiny_engine, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5, extra_median=0.125),
                                   _slider(first_model=2_500_000))
-    assert len(goals) == 9
+    assert len(goals) == 10 and goals[9]["met"] is None  # the engine's ceiling needs the throughput measurement
     met = [g["met"] for g in goals]
-    assert met == [False, None, True, None, False, False, False, True, False]
+    assert met == [False, None, True, None, False, False, False, True, False, None]
     assert goals[0]["note"].startswith("the eager loop's step takes") and "40×" in goals[0]["note"]
     assert goals[1]["note"] == "not measured (library not installed or failed)"
     assert goals[2]["note"] == "" and goals[4]["note"].startswith("100 image-steps/s against the engine's 200")
@@ -571,7 +571,19 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
     assert goals[6]["note"] == "500.0 ms per step; single steps ranged 1.00–1.00× their median"
     assert goals[8]["goal"] == "live slider, first load per page (MB)" and goals[8]["measured"] == 2.6
     assert goals[8]["note"] == "the median page: bundle 30 kB, slider HTML and state 70 kB, first model's weights 2.50 MB"
-    assert performance.goals_table(goals).data["met"].tolist() == ["no", "—", "yes", "—", "no", "no", "no", "yes", "no"]
+    assert performance.goals_table(goals).data["met"].tolist() == ["no", "—", "yes", "—", "no", "no", "no", "yes", "no", "—"]
+    sps = tiny_engine.record()["steps_per_s"]
+    width = max(tiny_engine.stats.widths)
+    throughput = performance.Throughput({"small_cnn": {4: sps * 4, width: sps / 0.9, 4 * width: sps / 0.5}}, None)
+    ceiling = performance.engine_ceiling(tiny_engine, throughput)
+    assert ceiling["batch"] == width and ceiling["share"] == pytest.approx(90.0)  # the batch the engine could fill, not a larger one
+    goals = performance.goal_rows(tiny_engine, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5, extra_median=0.125),
+                                  _slider(first_model=2_500_000), throughput)
+    assert goals[9]["met"] is True and goals[9]["note"] == ""
+    slow = performance.Throughput({"small_cnn": {width: sps * 2}}, None)
+    goals = performance.goal_rows(tiny_engine, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5, extra_median=0.125),
+                                  _slider(first_model=2_500_000), slow)
+    assert goals[9]["measured"] == pytest.approx(50.0) and "shrinks as they finish" in goals[9]["note"]
     assert ">2.60<" in performance.goals_table(goals).to_html()  # below 10: two decimals, so 1.96 MB is not "2.0"
 
 

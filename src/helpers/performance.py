@@ -702,9 +702,23 @@ def run_log_view(rows: Sequence[Mapping[str, Any]]) -> Styler:
     return pd.DataFrame({"note": ["no run log yet: run the book with scripts/run_book.py"]}).style.hide(axis="index")
 
 
+ENGINE_CEILING_GOAL = 85  # % of the study model's forward+backward rate that a full attack should reach
+
+
+def engine_ceiling(engine: EngineRun, throughput: Throughput) -> dict[str, float]:
+    """The engine's image-steps/s on the chapter's workload as a share of the study model's forward+backward rate
+    measured in the same run, at the largest measured batch not above the engine's working batch (its ceiling)."""
+    rates = next(iter(throughput.rates.values()))  # the study model's, measured first
+    width = max(engine.stats.widths)
+    batch = max([b for b in rates if b <= width] or [min(rates)])
+    steps_per_s = engine.record()["steps_per_s"]
+    return {"share": 100 * steps_per_s / rates[batch], "batch": batch, "ceiling": rates[batch], "steps_per_s": steps_per_s,
+            "mean_width": float(np.mean(engine.stats.widths)), "width": width}
+
+
 def goal_rows(
     engine: EngineRun, seed_loop: SeedLoopRun, libraries: LibraryComparison, kernels: KernelRates, filters: FilterCosts,
-    slider: SliderAssets,
+    slider: SliderAssets, throughput: Throughput | None = None,
 ) -> list[dict[str, Any]]:
     """The chapter's goals, what this run measured, whether each is met, and a note explaining each missed one."""
     art, fool = libraries.libraries.get("art", {}), libraries.libraries.get("foolbox", {})
@@ -720,7 +734,14 @@ def goal_rows(
         goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=20),
         goal_row("live slider, first load per page (MB)", max(slider.first_load_mb().values()), at_most=SLIDER_LIMIT_MB),
     ]
+    ceiling = engine_ceiling(engine, throughput) if throughput is not None else None
+    goals.append(goal_row("attack engine, % of the same model's forward+backward rate", ceiling and ceiling["share"],
+                          at_least=ENGINE_CEILING_GOAL))
     why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters, slider)
+    if ceiling:
+        why[9] = (f"{ceiling['steps_per_s']:.0f} image-steps/s against {ceiling['ceiling']:.0f} at batch {ceiling['batch']}: "
+                  f"the working batch starts at {ceiling['width']} images and shrinks as they finish (mean width "
+                  f"{ceiling['mean_width']:.0f}), and a small batch runs far below the full one")
     for i, goal in enumerate(goals):
         if goal["met"] is None:
             goal["note"] = "not measured (library not installed or failed)"
