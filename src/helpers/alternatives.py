@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers.engine import check_budgets, check_classifier, check_model_images, compiled, l2_norms
+from helpers.engine import check_budgets, check_classifier, check_model_images, compiled, l2_step
 from helpers.smoothing import Certificate, sample_counts
 from helpers.validate import check_float, check_int, check_labels
 
@@ -104,7 +104,6 @@ def smoothed_pgd(
 
 def _build_smoothed_pgd(model: keras.Model, samples: int):
     shape = (None, *model.input_shape[1:])
-    expand = [-1] + [1] * (len(shape) - 1)
 
     @tf.function(input_signature=[
         tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32),
@@ -122,13 +121,7 @@ def _build_smoothed_pgd(model: keras.Model, samples: int):
                 logits = model(tf.repeat(x, samples, axis=0) + noise, training=False)
                 mean = tf.reduce_mean(tf.reshape(tf.nn.softmax(logits), [count, samples, -1]), axis=1)
                 loss = -tf.math.log(tf.gather_nd(mean, rows) + 1e-12)
-            grad = tape.gradient(loss, x)
-            norm = l2_norms(grad)
-            moved = x + alpha * grad / tf.reshape(tf.where(norm > 0, norm, 1.0), expand)
-            delta = moved - x0
-            length = l2_norms(delta)
-            shrink = tf.minimum(1.0, eps / tf.where(length > 0, length, 1.0))
-            x = tf.clip_by_value(x0 + delta * tf.reshape(shrink, expand), 0.0, 1.0)
+            x = l2_step(x, x0, tape.gradient(loss, x), alpha=alpha, eps=eps)
         return x
 
     return run

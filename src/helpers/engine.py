@@ -37,6 +37,18 @@ def l2_norms(t: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(t), [tf.shape(t)[0], -1]), axis=1))
 
 
+def l2_step(x: tf.Tensor, origin: tf.Tensor, grad: tf.Tensor, *, alpha, eps) -> tf.Tensor:
+    """One PGD-L2 step inside a compiled function: move ``alpha`` along the L2-normalised ``grad`` (ascending it),
+    project back onto the ball ‖x − origin‖₂ ≤ ``eps``, and clip the pixels to [0, 1]."""
+    expand = [-1] + [1] * (len(x.shape) - 1)
+    norm = l2_norms(grad)
+    moved = x + alpha * grad / tf.reshape(tf.where(norm > 0, norm, 1.0), expand)
+    delta = moved - origin
+    length = l2_norms(delta)
+    shrink = tf.minimum(1.0, eps / tf.where(length > 0, length, 1.0))
+    return tf.clip_by_value(origin + delta * tf.reshape(shrink, expand), 0.0, 1.0)
+
+
 def l2_distances(a: np.ndarray, b: np.ndarray, *, batch_dims: int = 1) -> np.ndarray:
     """‖a − b‖₂ in float64 over all axes after the first ``batch_dims`` (b broadcasts against a)."""
     a, b = np.asarray(a), np.asarray(b)

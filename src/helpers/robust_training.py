@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers.engine import l2_norms
+from helpers.engine import l2_step
 from helpers.validate import check_float, check_int
 
 REGIMES = ("standard", "noise", "pgd")
@@ -78,7 +78,6 @@ def fit_regime(
 def _adversarial_training(model, x_train, y_train, *, epsilon, epochs, batch_size, learning_rate, seed, x_check, y_check, loss):
     optimizer = keras.optimizers.Adam(learning_rate)
     shape = (None, *model.input_shape[1:])
-    expand = [-1] + [1] * (len(shape) - 1)
     alpha = PGD_STEP_RATIO * epsilon / PGD_STEPS
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32)])
@@ -88,13 +87,7 @@ def _adversarial_training(model, x_train, y_train, *, epsilon, epochs, batch_siz
             with tf.GradientTape() as tape:
                 tape.watch(adversarial)
                 value = loss(y, model(adversarial, training=False))
-            grad = tape.gradient(value, adversarial)
-            norm = l2_norms(grad)
-            moved = adversarial + alpha * grad / tf.reshape(tf.where(norm > 0, norm, 1.0), expand)
-            delta = moved - x
-            length = l2_norms(delta)
-            shrink = tf.minimum(1.0, epsilon / tf.where(length > 0, length, 1.0))
-            adversarial = tf.clip_by_value(x + delta * tf.reshape(shrink, expand), 0.0, 1.0)
+            adversarial = l2_step(adversarial, x, tape.gradient(value, adversarial), alpha=alpha, eps=epsilon)
         adversarial = tf.stop_gradient(adversarial)
         with tf.GradientTape() as tape:
             logits = model(adversarial, training=True)
