@@ -27,9 +27,12 @@ from helpers.verdicts import (
 SIGMA = 0.5
 
 
+EPOCHS = 3  # not test_robust_training's 2 epochs: that test trains its own noise model (the cache is shared)
+
+
 @pytest.fixture(scope="module")
 def noise_model(mnist, model_cache):
-    return fit_cached("small_cnn", mnist, epochs=2, cache_dir=model_cache, training=f"noise:{SIGMA}", verbose=0)
+    return fit_cached("small_cnn", mnist, epochs=EPOCHS, cache_dir=model_cache, training=f"noise:{SIGMA}", verbose=0)
 
 
 def test_the_attack_on_the_smoothed_classifier_lowers_its_accuracy(noise_model, first_test_digits):
@@ -82,7 +85,7 @@ def test_bad_arguments_name_the_parameter(noise_model, first_test_digits):
 def test_recorded_training_time_survives_the_cache(mnist, model_cache, noise_model):
     import json
 
-    again = fit_cached("small_cnn", mnist, epochs=2, cache_dir=model_cache, training=f"noise:{SIGMA}", verbose=0)
+    again = fit_cached("small_cnn", mnist, epochs=EPOCHS, cache_dir=model_cache, training=f"noise:{SIGMA}", verbose=0)
     recorded = json.loads(again.path.with_suffix(".json").read_text())["train_seconds"]
     assert again.from_cache and train_seconds(again) == recorded > 0  # not the load time of the cached copy
 
