@@ -327,8 +327,9 @@ def alternatives_verdict(
         verdict, note = "inconclusive", f". Would be {verdict}, but sanity checks failed: {', '.join(failed_checks)}"
     else:
         note = ""
-    decisive = min(equal, key=lambda a: a.against_lower.effect)
-    gain = decisive.against_lower if verdict == "refuted" else decisive.against_upper
+    # The number in the table: the alternative that refutes it (the largest shortfall), else the closest call.
+    gain = (min((a.against_lower for a in beaten), key=lambda g: g.effect) if beaten else
+            min((a.against_upper for a in equal), key=lambda g: g.low))
     parts = [f"{a.name}: {a.against_upper.effect:+.1%} [{a.against_upper.low:+.1%}, {a.against_upper.high:+.1%}] against its "
              f"attacked robustness, {a.against_lower.effect:+.1%} [{a.against_lower.low:+.1%}, {a.against_lower.high:+.1%}] against "
              f"its pessimistic measure (clean accuracy {a.clean_gap:+.1%})" for a in equal]
