@@ -79,9 +79,14 @@ class GaussianBlur(keras.layers.Layer):
             # Blurring one axis with mode="reflect" is a product with a fixed n x n matrix. Two matrix products
             # compute the same linear map several times faster on CPU than TensorFlow's depthwise convolution
             # (see the performance chapter), and their gradient is the exact adjoint.
-            rows = tf.constant(reflect_blur_matrix(self.kernel1d, height), dtype=inputs.dtype)
+            # Columns first, as one (n·h·c) x w by w x w product; then rows, one h x h matrix times each image's
+            # h x (c·w) block. Two einsums give bitwise the same numbers but take 3-4x as long (their own transposes).
+            rows = tf.constant(reflect_blur_matrix(self.kernel1d, height).T, dtype=inputs.dtype)
             cols = tf.constant(reflect_blur_matrix(self.kernel1d, width), dtype=inputs.dtype)
-            return tf.einsum("nhwc,hv->nvwc", tf.einsum("nhwc,wv->nhvc", inputs, cols), rows)
+            channels = inputs.shape[-1]
+            by_column = tf.reshape(tf.transpose(inputs, [0, 1, 3, 2]), [-1, width])  # [n·h·c, w]
+            blurred = tf.matmul(rows, tf.reshape(tf.matmul(by_column, cols), [-1, height, channels * width]))
+            return tf.transpose(tf.reshape(blurred, [-1, height, channels, width]), [0, 1, 3, 2])
         channels = inputs.shape[-1]
         radius = len(self.kernel1d) // 2
         k = tf.constant(self.kernel1d)
