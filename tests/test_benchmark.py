@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The keys of benchmark.json, as the chapter writes them.
 DOCUMENT_KEYS = {"profile", "machine", "libraries", "engine", "seed_loop", "libraries_compared", "engine_equal_budget",
                  "batch_throughput", "xla", "gflops", "training_filters", "live_slider", "run_log", "goals",
-                 "load_average_end"}
+                 "load_average_end", "peers"}
 
 
 @pytest.fixture(scope="module")
@@ -635,7 +635,7 @@ def test_quick_benchmark_json_has_the_expected_keys(quick_book):
     assert set(results) == DOCUMENT_KEYS
     assert results["engine"]["efficiency"] == 1.0
     assert results["seed_loop"]["same_success"] is True
-    assert len(results["goals"]) == 10 and all(g["met"] in (True, False, None) for g in results["goals"])
+    assert len(results["goals"]) == 12 and all(g["met"] in (True, False, None) for g in results["goals"])
     slider = results["live_slider"]
     assert set(slider) == {"limit_mb", "Gaussian", "median"}
     for page in ("Gaussian", "median"):

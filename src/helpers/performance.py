@@ -40,6 +40,7 @@ from helpers.flops import (
     step_throughput,
     xla_against_graph,
 )
+from helpers.peers import PEER_GOAL, PeerComparison
 from helpers.reference_attacks import (
     LIBRARIES,
     LIBRARY_LABELS,
@@ -705,12 +706,18 @@ def run_log_view(rows: Sequence[Mapping[str, Any]]) -> Styler:
 ENGINE_CEILING_GOAL = 85  # % of the study model's forward+backward rate that a full attack should reach
 
 
+def ceiling_batch(throughput: Throughput, width: int) -> int:
+    """The largest batch size at which the study model's rate was measured that is not above ``width``."""
+    rates = next(iter(throughput.rates.values()))  # the study model's, measured first
+    return max([b for b in rates if b <= width] or [min(rates)])
+
+
 def engine_ceiling(engine: EngineRun, throughput: Throughput) -> dict[str, float]:
     """The engine's image-steps/s on the chapter's workload as a share of the study model's forward+backward rate
     measured in the same run, at the largest measured batch not above the engine's working batch (its ceiling)."""
-    rates = next(iter(throughput.rates.values()))  # the study model's, measured first
+    rates = next(iter(throughput.rates.values()))
     width = max(engine.stats.widths)
-    batch = max([b for b in rates if b <= width] or [min(rates)])
+    batch = ceiling_batch(throughput, width)
     steps_per_s = engine.record()["steps_per_s"]
     return {"share": 100 * steps_per_s / rates[batch], "batch": batch, "ceiling": rates[batch], "steps_per_s": steps_per_s,
             "mean_width": float(np.mean(engine.stats.widths)), "width": width}
@@ -718,7 +725,7 @@ def engine_ceiling(engine: EngineRun, throughput: Throughput) -> dict[str, float
 
 def goal_rows(
     engine: EngineRun, seed_loop: SeedLoopRun, libraries: LibraryComparison, kernels: KernelRates, filters: FilterCosts,
-    slider: SliderAssets, throughput: Throughput | None = None,
+    slider: SliderAssets, throughput: Throughput | None = None, peers: PeerComparison | None = None,
 ) -> list[dict[str, Any]]:
     """The chapter's goals, what this run measured, whether each is met, and a note explaining each missed one."""
     art, fool = libraries.libraries.get("art", {}), libraries.libraries.get("foolbox", {})
@@ -742,6 +749,15 @@ def goal_rows(
         why[9] = (f"{ceiling['steps_per_s']:.0f} image-steps/s against {ceiling['ceiling']:.0f} at batch {ceiling['batch']}: "
                   f"the working batch starts at {ceiling['width']} images and shrinks as they finish (mean width "
                   f"{ceiling['mean_width']:.0f}), and a small batch runs far below the full one")
+    if peers is not None:
+        study_rates = next(iter(throughput.rates.values())) if throughput is not None else None
+        ceiling = (lambda width: study_rates[ceiling_batch(throughput, width)]) if study_rates else None
+        for name, ratio, met, note in peers.goal_rows(ceiling):
+            row = goal_row(name, ratio, at_least=PEER_GOAL)
+            if met is not None:
+                row["met"] = met  # a faster run of lower quality does not count
+            why[len(goals)] = note
+            goals.append(row)
     for i, goal in enumerate(goals):
         if goal["met"] is None:
             goal["note"] = "not measured (library not installed or failed)"
@@ -809,6 +825,7 @@ def benchmark_document(
     *, profile: str, machine: Mapping[str, Any], versions: Mapping[str, str | None], engine: EngineRun,
     seed_loop: SeedLoopRun, libraries: LibraryComparison, throughput: Throughput, kernels: KernelRates,
     filters: FilterCosts, slider: SliderAssets, run_log: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, Any]],
+    peers: PeerComparison | None = None,
 ) -> dict[str, Any]:
     """Everything the chapter measured, for :data:`helpers.results.BENCHMARK` (the load average read now)."""
     return {
@@ -816,7 +833,8 @@ def benchmark_document(
         "seed_loop": seed_loop.record(), "libraries_compared": libraries.libraries,
         "engine_equal_budget": libraries.record_budget(), "batch_throughput": throughput.record(), "xla": throughput.xla,
         "gflops": kernels.record(), "training_filters": filters.record(), "live_slider": slider.record(), "run_log": [dict(r) for r in run_log],
-        "goals": [dict(g) for g in goals], "load_average_end": load_average(),
+        "peers": peers.record() if peers is not None else None, "goals": [dict(g) for g in goals],
+        "load_average_end": load_average(),
     }
 
 

@@ -198,6 +198,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("bench_images", _integer("bench_images", minimum=2), 96, quick=12),
     P("bench_seed_images", _integer("bench_seed_images", minimum=1), 32, quick=3),
     P("bench_repeats", _integer("bench_repeats", minimum=1), 2, quick=1),
+    P("bench_peer_images", _integer("bench_peer_images", minimum=1), 48, quick=6),
     P("bench_batch_sizes", _list("bench_batch_sizes", _integer("bench_batch_sizes", minimum=1)), [4, 16, 64, 256],
       quick=[16, 64]),
     P("bench_inception_size", _inception_size, 75),

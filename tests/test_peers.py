@@ -1,0 +1,91 @@
+"""The stronger attacks against their library peers (chapter 08): equal quality is judged, a miss is explained."""
+
+import numpy as np
+import pytest
+
+from helpers import peers
+from helpers.reference_attacks import library_versions
+
+VERSIONS = library_versions()
+N_IMAGES = 8
+
+
+@pytest.fixture(scope="module")
+def workload(trained, correct_subset):
+    images, labels, targets = correct_subset
+    return trained.model, images[:N_IMAGES], labels[:N_IMAGES], targets[:N_IMAGES]
+
+
+@pytest.mark.skipif(VERSIONS["foolbox"] is None, reason="Foolbox is not installed (requirements-bench.txt)")
+def test_ddn_matches_foolbox_in_quality_and_is_timed(workload):
+    model, images, labels, targets = workload
+    run = peers.ddn_against_foolbox(model, images, labels, targets, steps=30, version=VERSIONS["foolbox"], repeats=2)
+    assert run.status == "ok" and run.n == N_IMAGES and run.image_steps == N_IMAGES * 30
+    # Same algorithm, settings, images and targets: the medians agree to float rounding along the paths.
+    assert run.same_quality and run.ours[0] == pytest.approx(run.theirs[0], rel=peers.MEDIAN_TOLERANCE)
+    assert np.isfinite(run.ours[0]) and run.ours[0] > 0
+    assert len(run.ours_seconds) == 2 and len(run.theirs_seconds) == 1 and run.ratio > 0
+
+
+@pytest.mark.skipif(VERSIONS["art"] is None, reason="ART is not installed (requirements-bench.txt)")
+def test_apgd_against_art_judges_every_budget(workload):
+    model, images, labels, _ = workload
+    run = peers.apgd_against_art(model, images, labels, budgets=[1.0, 3.0], steps=10, restarts=1, version=VERSIONS["art"],
+                                 repeats=1)
+    assert run.status == "ok" and len(run.ours) == len(run.theirs) == 2
+    assert all(0.0 <= a <= 1.0 for a in run.ours + run.theirs)
+    assert run.ours[1] <= run.ours[0]  # a larger budget never leaves more digits correct
+    assert run.same_quality == bool(np.all(np.abs(np.array(run.ours) - run.theirs) <= peers.ACCURACY_TOLERANCE + 1e-9))
+
+
+def test_a_missing_library_runs_nothing(workload):
+    model, images, labels, targets = workload
+    run = peers.ddn_against_foolbox(model, images, labels, targets, steps=5, version=None, repeats=1)
+    assert run.status == "not installed" and run.ratio is None and run.ours_seconds == []
+    comparison = peers.PeerComparison({"ddn": run})
+    assert comparison.goal_rows(None) == [("DDN vs Foolbox, equal median ‖δ‖₂ (×)", None, None, "")]
+    assert comparison.table().data["ours"].tolist() == ["not installed"]
+
+
+def test_a_library_that_breaks_is_reported(workload, monkeypatch):
+    model, images, labels, _ = workload
+
+    def broken(build):
+        raise RuntimeError("no such attack\nsecond line")
+
+    monkeypatch.setattr(peers, "_quiet_import_and_build", broken)
+    run = peers.apgd_against_art(model, images, labels, budgets=[1.0], steps=5, restarts=1, version="9.9", repeats=1)
+    assert run.status == "failed: RuntimeError: no such attack" and run.ratio is None
+
+
+def _run(*, same: bool, theirs_s: float, quality: str = "median ‖δ‖₂") -> peers.PeerRun:
+    return peers.PeerRun("ours", "theirs", "ok", quality, [1.0], [1.0 if same else 1.5], same, [1.0, 1.0], [theirs_s],
+                         n=100, image_steps=10_000)
+
+
+def test_goal_counts_only_at_equal_quality():
+    fast_but_weaker = peers.PeerComparison({"ddn": _run(same=False, theirs_s=20.0)})
+    (_, ratio, met, note), = fast_but_weaker.goal_rows(None)
+    assert ratio == 20.0 and met is False and note == "not the same quality: ours 1.0000, theirs 1.5000"
+    equal_and_fast = peers.PeerComparison({"ddn": _run(same=True, theirs_s=7.0)})
+    assert equal_and_fast.goal_rows(None)[0][2] is True
+
+
+def test_a_miss_is_explained_by_the_models_own_rate():
+    slow = peers.PeerComparison({"ddn": _run(same=True, theirs_s=3.0)})
+    (_, ratio, met, note), = slow.goal_rows(lambda width: 20_000.0)
+    # Ours: 10 000 image-steps in 1 s = 50 % of 20 000/s; at 20 000/s the library's 3 s would be 6× the engine's.
+    assert ratio == 3.0 and met is False
+    assert note.startswith("ours ran 10000 image-steps/s, 50 % of the model's forward+backward rate (20000/s)")
+    assert "would be 6.0× faster" in note
+
+
+def test_bad_arguments_name_the_parameter(workload):
+    model, images, labels, targets = workload
+    with pytest.raises(ValueError, match="n_images"):
+        peers.peer_comparison(model, images, labels, targets, {"art": None, "foolbox": None}, n_images=0, minnorm_steps=5,
+                              budgets=[1.0], steps=5, restarts=1, repeats=1)
+    with pytest.raises(ValueError, match="targets"):
+        peers.ddn_against_foolbox(model, images, labels, targets[:3], steps=5, version=None, repeats=1)
+    with pytest.raises(ValueError, match="steps"):
+        peers.ddn_against_foolbox(model, images, labels, targets, steps=0, version=None, repeats=1)
