@@ -112,9 +112,10 @@ def test_an_attacked_model_is_freed_with_its_compiled_functions():
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
     images = np.random.default_rng(0).random((5, 4, 4, 1)).astype(np.float32)
     targeted_attack(model, images, np.array([0, 1, 2, 0, 1]), max_steps=3, progress=False)
-    first = compiled(model, ("paper attack, refilled in the loop", "cross_entropy"), lambda: None)
-    assert first is not None and compiled(model, ("paper attack, refilled in the loop", "cross_entropy"), lambda: None) is first  # reused, not rebuilt
+    first = compiled(model, ("paper attack, refilled in the loop", "cross_entropy"), lambda m: None)
+    again = compiled(model, ("paper attack, refilled in the loop", "cross_entropy"), lambda m: None)
+    assert first.__wrapped__ is not None and again.__wrapped__ is first.__wrapped__  # reused, not rebuilt
     gone = weakref.ref(model)
-    del model, first
+    del model, first, again
     gc.collect()
     assert gone() is None  # no global table keeps an attacked model (and its memory) alive

@@ -46,6 +46,7 @@ class StraightThrough(keras.layers.Layer):
     """
 
     def __init__(self, inner: keras.layers.Layer, **kwargs):
+        kwargs.pop("trainable", None)
         super().__init__(trainable=False, **kwargs)
         self.inner = inner
 
@@ -54,6 +55,14 @@ class StraightThrough(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "inner": keras.saving.serialize_keras_object(self.inner)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("inner")), **config)
 
 
 def bpda_model(model: keras.Model) -> keras.Model:
@@ -195,7 +204,7 @@ def pgd_l2(
 
 
 def _compiled_pgd(model: keras.Model, targeted: bool):
-    return compiled(model, ("pgd", targeted), lambda: _build_pgd(model, targeted))
+    return compiled(model, ("pgd", targeted), lambda m: _build_pgd(m, targeted))
 
 
 def _build_pgd(model: keras.Model, targeted: bool):

@@ -211,7 +211,7 @@ def margin_attack(
     step = check_float("step", step, minimum=0.0, strict_minimum=True)
     max_steps = check_int("max_steps", max_steps, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    run = compiled(model, "margin attack", lambda: _build_margin_attack(model))
+    run = compiled(model, "margin attack", _build_margin_attack)
     out, reached = [], []
     for begin in range(0, len(images), batch_size):
         x, ok = run(tf.constant(images[begin : begin + batch_size]), tf.constant(targets[begin : begin + batch_size]),

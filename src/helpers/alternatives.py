@@ -77,7 +77,7 @@ def smoothed_pgd(
     step_ratio = check_float("step_ratio", step_ratio, minimum=0.0, maximum=100.0, strict_minimum=True)
     seed = check_int("seed", seed, minimum=0, maximum=2**31 - 2)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    run = compiled(model, ("smoothed_pgd", samples), lambda: _build_smoothed_pgd(model, samples))
+    run = compiled(model, ("smoothed_pgd", samples), lambda m: _build_smoothed_pgd(m, samples))
     n, b = len(images), len(budgets)
     adversarial = np.repeat(images[None], b, axis=0)
     for k, eps in enumerate(budgets):

@@ -135,7 +135,7 @@ def _run_rows(
     # Row r·G + g is restart r of group g; batches take whole groups, so that a group stops as one.
     order = np.arange(restarts * groups).reshape(restarts, groups).T.ravel()
     rows_per_call = max(restarts, batch_size // restarts * restarts)
-    run = compiled(model, ("apgd", loss), lambda: _build_apgd(model, loss))
+    run = compiled(model, ("apgd", loss), lambda m: _build_apgd(m, loss))
     windows = tf.constant(checkpoints(steps))
     flat_start = starts.reshape(restarts * n, *images.shape[1:])
     kept = np.empty((restarts * groups, *images.shape[1:]), dtype=np.float32)
@@ -269,12 +269,12 @@ def _iterate(model, state, x0, labels, eps, active, alpha, window, loss, expand)
 
 def _clean_gradient_norm(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, loss: str, batch_size: int) -> np.ndarray:
     """‖∇ loss‖₂ at each clean image (float64)."""
-    def build():
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+    def build(m):
+        spec = tf.TensorSpec((None, *m.input_shape[1:]), tf.float32)
 
         @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
         def norms(x, y):
-            _, grad, _ = _evaluate(model, x, y, tf.ones_like(y, dtype=tf.bool), loss)
+            _, grad, _ = _evaluate(m, x, y, tf.ones_like(y, dtype=tf.bool), loss)
             return l2_norms(grad)
 
         return norms

@@ -194,7 +194,7 @@ def loss_and_gradient(model: keras.Model, x: tf.Tensor, t: tf.Tensor, objective:
 
 
 def _compiled(model: keras.Model, objective: str):
-    return compiled(model, ("paper attack, refilled in the loop", objective), lambda: _build_chunk(model, objective))
+    return compiled(model, ("paper attack, refilled in the loop", objective), lambda m: _build_chunk(m, objective))
 
 
 def _build_chunk(model: keras.Model, objective: str):

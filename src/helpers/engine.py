@@ -1,12 +1,14 @@
 """Plumbing shared by every attack engine: per-model compiled functions, per-example norms, model checks.
 
 Each attack family (the paper's attack in :mod:`helpers.attack`, fixed-budget PGD in :mod:`helpers.adaptive`,
-the timing references of the performance chapter) compiles its loop once per model and keeps it here, under
-a key of its own; norms and argument checks are written once so that every engine measures ‖δ‖₂ alike.
+the timing references of the performance chapter) compiles its loop once per architecture (small models) or per
+model (large ones) and keeps it here, under a key of its own (:func:`compiled`); norms and argument checks are
+written once so that every engine measures ‖δ‖₂ alike.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -17,19 +19,86 @@ import tensorflow as tf
 from helpers.validate import check_float, check_images
 
 _ATTRIBUTE = "_helpers_compiled"
+SHARED_MAX_PARAMS = 5_000_000  # models up to this size share compiled functions with their architecture's template
+_TEMPLATES: dict[str, keras.Model] = {}
 
 
-def compiled(model: keras.Model, key: Hashable, build: Callable[[], Any]) -> Any:
-    """The compiled function ``build()`` made for ``model`` under ``key``, built on first use and kept as long as
-    the model lives (so a second attack on the same model does not retrace).
+def compiled(model: keras.Model, key: Hashable, build: Callable[[keras.Model], Any], *, share: bool = True) -> Any:
+    """The compiled function ``build(m)`` made under ``key``, built on first use and reused.
 
-    The functions live in the model's own ``__dict__`` (past Keras' attribute tracking, so never saved with it):
-    they refer to the model, and a global table keyed by the model would keep every model ever attacked alive.
+    Tracing costs 0.3-3.5 s per attack and model, and the book attacks well over a hundred models. So a small model
+    (at most :data:`SHARED_MAX_PARAMS` weights) is not traced itself: the function is traced once on a *template*,
+    a copy of its architecture (same layers, configurations and connections), and every call first copies the
+    model's current weights into the template. Same graph, same weights: the same numbers, bit for bit. A large
+    model, or one that cannot be copied, or ``share=False`` (the timing references of the performance chapter, which
+    must not time the weight copy), gets functions of its own, kept in its own ``__dict__`` (past Keras' attribute
+    tracking, so never saved with it; a global table keyed by the model would keep every model ever attacked alive).
     """
-    per_model = model.__dict__.setdefault(_ATTRIBUTE, {})
-    if key not in per_model:
-        per_model[key] = build()
-    return per_model[key]
+    template = shared_template(model) if share else None
+    if template is None:
+        per_model = model.__dict__.setdefault(_ATTRIBUTE, {})
+        if key not in per_model:
+            per_model[key] = build(model)
+        return per_model[key]
+    per_template = template.__dict__.setdefault(_ATTRIBUTE, {})
+    if key not in per_template:
+        per_template[key] = build(template)
+    function = per_template[key]
+
+    def call(*args, **kwargs):
+        for mine, theirs in zip(template.weights, model.weights, strict=True):
+            mine.assign(theirs.value)
+        return function(*args, **kwargs)
+
+    call.__wrapped__ = function  # the traced function itself (its tracing count, for the tests)
+    return call
+
+
+def architecture_key(model: keras.Model) -> str | None:
+    """A string equal for two models exactly when they compute the same function of their weights: the model's
+    configuration with every layer name replaced by its position (names differ between copies), and the weight
+    shapes. ``None`` when the configuration cannot be read."""
+    cached = model.__dict__.get("_helpers_architecture")
+    if cached is not None:
+        return cached or None
+    try:
+        names = {model.name: "#model"}
+        for i, layer in enumerate(model.layers):
+            names[layer.name] = f"#{i}"
+            inner = getattr(layer, "inner", None)  # the filter inside a BPDA layer
+            if isinstance(inner, keras.layers.Layer):
+                names[inner.name] = f"#{i}.inner"
+
+        def anonymous(value):
+            if isinstance(value, dict):
+                return {k: anonymous(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [anonymous(v) for v in value]
+            return names.get(value, value) if isinstance(value, str) else value
+
+        key = json.dumps([anonymous(model.get_config()), [list(w.shape) for w in model.weights]], sort_keys=True, default=str)
+    except Exception:  # noqa: BLE001 - a model whose configuration cannot be read is simply not shared
+        key = ""
+    model.__dict__["_helpers_architecture"] = key
+    return key or None
+
+
+def shared_template(model: keras.Model) -> keras.Model | None:
+    """The template of ``model``'s architecture (made on first use), or ``None`` if it is not shared."""
+    if not isinstance(model, keras.Model) or model.count_params() > SHARED_MAX_PARAMS:
+        return None
+    key = architecture_key(model)
+    if key is None:
+        return None
+    if key not in _TEMPLATES:
+        try:
+            template = keras.models.clone_model(model)
+        except Exception:  # noqa: BLE001 - not copyable: the model gets functions of its own
+            return None
+        if architecture_key(template) != key:
+            return None
+        _TEMPLATES[key] = template
+    return _TEMPLATES[key]
 
 
 def l2_norms(t: tf.Tensor) -> tf.Tensor:
@@ -77,9 +146,9 @@ def check_model_images(
 def forward_function(model: keras.Model):
     """The model's compiled inference pass (logits), shared by every caller."""
 
-    def build():
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    def build(m):
+        spec = tf.TensorSpec((None, *m.input_shape[1:]), tf.float32)
+        return tf.function(lambda x: m(x, training=False), input_signature=[spec])
 
     return compiled(model, "forward", build)
 

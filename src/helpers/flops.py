@@ -75,16 +75,17 @@ def gradient_step(model: keras.Model, *, objective: str = "cross_entropy", jit_c
     if not isinstance(jit_compile, bool):
         raise TypeError(f"jit_compile: expected True or False, got {jit_compile!r}")
 
-    def build():
-        spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32), tf.TensorSpec([None], tf.int32)]
+    def build(m):
+        spec = [tf.TensorSpec((None, *m.input_shape[1:]), tf.float32), tf.TensorSpec([None], tf.int32)]
 
         @tf.function(input_signature=spec, jit_compile=jit_compile)
         def step(x, t):
-            return loss_and_gradient(model, x, t, objective)[1]
+            return loss_and_gradient(m, x, t, objective)[1]
 
         return step
 
-    return compiled(model, ("gradient step", objective, jit_compile), build)
+    # Its own function (no template): the timing must not include copying weights into a template.
+    return compiled(model, ("gradient step", objective, jit_compile), build, share=False)
 
 
 def random_batch(model: keras.Model, batch: int, *, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:

@@ -99,7 +99,7 @@ def ddn_l2(
     targeted = targets is not None
     aims = check_labels("targets", targets, length=len(images), num_classes=num_classes) if targeted else labels
 
-    run = compiled(model, ("ddn", targeted, loss), lambda: _build_ddn(model, targeted=targeted, loss=loss))
+    run = compiled(model, ("ddn", targeted, loss), lambda m: _build_ddn(m, targeted=targeted, loss=loss))
     settings = [tf.constant(v, tf.float32) for v in (init_epsilon, gamma, max_alpha, min_alpha)]
     adversarial = np.empty_like(images)
     success = np.empty(len(images), dtype=bool)

@@ -1,0 +1,75 @@
+"""Compiled functions shared by models of one architecture: traced once, the same numbers bit for bit."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import engine
+from helpers.adaptive import bpda_model, pgd_l2
+from helpers.attack import targeted_attack
+from helpers.minnorm import ddn_l2
+from helpers.models import build_model
+
+SHAPE = (12, 12, 1)
+
+
+def _model(defence: str, seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return build_model("small_cnn", input_shape=SHAPE, num_classes=10, defence=defence)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    return rng.random((6, *SHAPE), dtype=np.float32), rng.integers(0, 10, 6), rng.integers(0, 10, 6)
+
+
+def test_copies_of_one_architecture_share_a_template_whatever_their_names_and_weights():
+    a, b = _model("gaussian:1", 0), _model("gaussian:1", 1)
+    assert [layer.name for layer in a.layers] != [layer.name for layer in b.layers]  # Keras numbers every copy
+    assert engine.architecture_key(a) == engine.architecture_key(b)
+    assert engine.shared_template(a) is engine.shared_template(b) is not None
+    assert engine.architecture_key(_model("gaussian:2", 0)) != engine.architecture_key(a)  # another σ, another function
+    assert engine.architecture_key(_model("median:3", 0)) != engine.architecture_key(a)
+    assert engine.architecture_key(bpda_model(a)) == engine.architecture_key(bpda_model(b)) != engine.architecture_key(a)
+
+
+def test_a_large_model_and_share_false_get_functions_of_their_own(monkeypatch):
+    model = _model("none", 0)
+    monkeypatch.setattr(engine, "SHARED_MAX_PARAMS", model.count_params() - 1)
+    assert engine.shared_template(model) is None
+    built = []
+    first = engine.compiled(model, "test key", lambda m: built.append(m) or object())
+    assert built == [model] and engine.compiled(model, "test key", lambda m: None) is first
+
+
+def test_shared_functions_give_the_numbers_of_per_model_functions_bit_for_bit(batch, monkeypatch):
+    images, labels, targets = batch
+    models = [_model("median:3", seed) for seed in (0, 1, 2)]
+
+    def attacks(model):
+        paper = targeted_attack(model, images, targets, max_steps=20, progress=False)
+        return [paper.adversarial, paper.steps, ddn_l2(model, images, labels, targets=targets, steps=10).adversarial,
+                pgd_l2(bpda_model(model), images, labels, budgets=[0.5, 1.0], steps=5).adversarial]
+
+    shared = [attacks(m) for m in models + models[:1]]  # back to the first: its weights are copied in again
+    monkeypatch.setattr(engine, "SHARED_MAX_PARAMS", 0)
+    alone = [attacks(m) for m in models + models[:1]]
+    for mine, theirs in zip(shared, alone, strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(shared[0][2], shared[1][2])  # different weights, different attacks
+
+
+def test_one_trace_for_many_models_and_the_current_weights_of_each(batch):
+    images, labels, targets = batch
+    first, second = _model("gaussian:1.5", 3), _model("gaussian:1.5", 4)
+    ddn_l2(first, images, labels, targets=targets, steps=3)
+    before = ddn_l2(second, images, labels, targets=targets, steps=3).adversarial
+    run = engine.compiled(second, ("ddn", True, "cross_entropy"), lambda m: None).__wrapped__
+    assert run.experimental_get_tracing_count() == 1
+    # Weights that change between calls (as in training) are read at every call.
+    second.layers[-1].kernel.assign(second.layers[-1].kernel * 0.5)
+    after = ddn_l2(second, images, labels, targets=targets, steps=3).adversarial
+    assert not np.array_equal(before, after)
+    assert run.experimental_get_tracing_count() == 1
