@@ -24,7 +24,7 @@ def test_ddn_matches_foolbox_in_quality_and_is_timed(workload):
     # Same algorithm, settings, images and targets: the medians agree to float rounding along the paths.
     assert run.same_quality and run.ours[0] == pytest.approx(run.theirs[0], rel=peers.MEDIAN_TOLERANCE)
     assert np.isfinite(run.ours[0]) and run.ours[0] > 0
-    assert len(run.ours_seconds) == 2 and len(run.theirs_seconds) == 1 and run.ratio > 0
+    assert len(run.ours_seconds) == len(run.ceiling_seconds) == 2 and len(run.theirs_seconds) == 1 and run.ratio > 0
 
 
 @pytest.mark.skipif(VERSIONS["art"] is None, reason="ART is not installed (requirements-bench.txt)")
@@ -43,7 +43,7 @@ def test_a_missing_library_runs_nothing(workload):
     run = peers.ddn_against_foolbox(model, images, labels, targets, steps=5, version=None, repeats=1)
     assert run.status == "not installed" and run.ratio is None and run.ours_seconds == []
     comparison = peers.PeerComparison({"ddn": run})
-    assert comparison.goal_rows(None) == [("DDN vs Foolbox, equal median ‖δ‖₂ (×)", None, None, "")]
+    assert comparison.goal_rows() == [("DDN vs Foolbox, equal median ‖δ‖₂ (×)", None, None, "")]
     assert comparison.table().data["ours"].tolist() == ["not installed"]
 
 
@@ -65,18 +65,19 @@ def _run(*, same: bool, theirs_s: float, quality: str = "median ‖δ‖₂") ->
 
 def test_goal_counts_only_at_equal_quality():
     fast_but_weaker = peers.PeerComparison({"ddn": _run(same=False, theirs_s=20.0)})
-    (_, ratio, met, note), = fast_but_weaker.goal_rows(None)
+    (_, ratio, met, note), = fast_but_weaker.goal_rows()
     assert ratio == 20.0 and met is False and note == "not the same quality: ours 1.0000, theirs 1.5000"
     equal_and_fast = peers.PeerComparison({"ddn": _run(same=True, theirs_s=7.0)})
-    assert equal_and_fast.goal_rows(None)[0][2] is True
+    assert equal_and_fast.goal_rows()[0][2] is True
 
 
 def test_a_miss_is_explained_by_the_models_own_rate():
-    slow = peers.PeerComparison({"ddn": _run(same=True, theirs_s=3.0)})
-    (_, ratio, met, note), = slow.goal_rows(lambda width: 20_000.0)
-    # Ours: 10 000 image-steps in 1 s = 50 % of 20 000/s; at 20 000/s the library's 3 s would be 6× the engine's.
+    run = _run(same=True, theirs_s=3.0)
+    run.ceiling_seconds = [0.5, 0.5]
+    (_, ratio, met, note), = peers.PeerComparison({"ddn": run}).goal_rows()
+    # Ours 1 s; its 10 000 forward+backward passes alone 0.5 s: 50 %; the library's 3 s is 6× the passes alone.
     assert ratio == 3.0 and met is False
-    assert note.startswith("ours ran 10000 image-steps/s, 50 % of the model's forward+backward rate (20000/s)")
+    assert note.startswith("ours took 1.00 s, 50 % of the speed of its 10000 forward+backward passes alone (0.50 s")
     assert "would be 6.0× faster" in note
 
 

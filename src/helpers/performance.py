@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from matplotlib.figure import Figure
 
 from helpers.attack import AttackResult, EngineStats, run_engine, targeted_attack
@@ -92,6 +93,9 @@ class EngineRun:
     seconds: list[float]
     costs: dict[str, int]
     max_steps: int
+    ceiling_seconds: list[float] = field(default_factory=list)  # the same model's forward+backward, timed alongside
+    ceiling_batch: int = 0  # its batch: the engine's working batch
+    ceiling_steps: int = 0  # forward+backward passes per round: as many image-steps as the engine computes
 
     @property
     def n(self) -> int:
@@ -108,6 +112,7 @@ class EngineRun:
             "slowest_steps": int(result.steps.max()), "calls": stats.calls, "evaluations": stats.evaluations,
             "needed": stats.needed, "efficiency": stats.efficiency, "seconds": self.seconds, "images_per_s": self.images_per_s,
             "steps_per_s": stats.evaluations / median(self.seconds), "stopping_rule_evaluations": self.costs,
+            "ceiling_seconds": self.ceiling_seconds, "ceiling_batch": self.ceiling_batch, "ceiling_steps": self.ceiling_steps,
         }
 
     def glued(self) -> dict[str, Any]:
@@ -118,7 +123,7 @@ class EngineRun:
             "engine_calls": self.stats.calls, "mean_steps": self.result.steps.mean(),
             "slowest_steps": int(self.result.steps.max()), "cost_whole_batch": costs["whole_batch"] / costs["engine"],
             "cost_slowest": costs["slowest"] / costs["engine"], "cost_max_steps": costs["max_steps"] / costs["engine"],
-        }
+        } | _ceiling_glued(self)
 
     def table(self) -> Styler:
         """Forward+backward evaluations of each stopping rule, and as a multiple of the engine's."""
@@ -145,6 +150,13 @@ class EngineRun:
         return fig
 
 
+def _ceiling_glued(engine: EngineRun) -> dict[str, Any]:
+    ceiling = engine_ceiling(engine)
+    if ceiling is None:
+        return {"ceiling_sps": float("nan"), "ceiling_share": float("nan"), "ceiling_batch": 0}
+    return {"ceiling_sps": ceiling["ceiling"], "ceiling_share": ceiling["share"], "ceiling_batch": ceiling["batch"]}
+
+
 def engine_run(
     model: keras.Model, images: np.ndarray, targets: np.ndarray, *, step: float, max_steps: int, repeats: int
 ) -> EngineRun:
@@ -152,9 +164,17 @@ def engine_run(
     of the steps it took."""
     attack_args = {"step": step, "max_steps": max_steps, "batch_size": ATTACK_BATCH, "progress": False}
     result, stats = run_engine(model, images, targets, **attack_args)
-    seconds = interleaved_times({"engine": lambda: targeted_attack(model, images, targets, **attack_args)}, repeats=repeats)["engine"]
+    # The engine's ceiling: the model's compiled forward+backward at the engine's full working batch, doing as many
+    # image-steps as the engine computed, timed in the same rounds (so a change in load hits both alike).
+    width = max(stats.widths)
+    passes = max(1, round(stats.evaluations / width))
+    full_step = gradient_step(model)
+    x, t = tf.constant(images[:width]), tf.constant(targets[:width].astype(np.int32))
+    times = interleaved_times({"engine": lambda: targeted_attack(model, images, targets, **attack_args),
+                               "ceiling": lambda: [full_step(x, t) for _ in range(passes)]}, repeats=repeats)
     costs = early_stopping_costs(result.steps, batch_size=ATTACK_BATCH, max_steps=max_steps)
-    return EngineRun(images, targets, attack_args, result, stats, seconds, costs, max_steps)
+    return EngineRun(images, targets, attack_args, result, stats, times["engine"], costs, max_steps, times["ceiling"], width,
+                     passes)
 
 
 # --- The seed's loop ---------------------------------------------------------------------------------------
@@ -706,26 +726,20 @@ def run_log_view(rows: Sequence[Mapping[str, Any]]) -> Styler:
 ENGINE_CEILING_GOAL = 85  # % of the study model's forward+backward rate that a full attack should reach
 
 
-def ceiling_batch(throughput: Throughput, width: int) -> int:
-    """The largest batch size at which the study model's rate was measured that is not above ``width``."""
-    rates = next(iter(throughput.rates.values()))  # the study model's, measured first
-    return max([b for b in rates if b <= width] or [min(rates)])
-
-
-def engine_ceiling(engine: EngineRun, throughput: Throughput) -> dict[str, float]:
-    """The engine's image-steps/s on the chapter's workload as a share of the study model's forward+backward rate
-    measured in the same run, at the largest measured batch not above the engine's working batch (its ceiling)."""
-    rates = next(iter(throughput.rates.values()))
-    width = max(engine.stats.widths)
-    batch = ceiling_batch(throughput, width)
+def engine_ceiling(engine: EngineRun) -> dict[str, float] | None:
+    """The engine's image-steps/s on the chapter's workload as a share of its ceiling: the same model's compiled
+    forward+backward rate at the engine's full working batch, timed in the same rounds (``None`` if not timed)."""
+    if not engine.ceiling_seconds:
+        return None
+    ceiling = engine.ceiling_batch * engine.ceiling_steps / median(engine.ceiling_seconds)
     steps_per_s = engine.record()["steps_per_s"]
-    return {"share": 100 * steps_per_s / rates[batch], "batch": batch, "ceiling": rates[batch], "steps_per_s": steps_per_s,
-            "mean_width": float(np.mean(engine.stats.widths)), "width": width}
+    return {"share": 100 * steps_per_s / ceiling, "batch": engine.ceiling_batch, "ceiling": ceiling,
+            "steps_per_s": steps_per_s, "mean_width": float(np.mean(engine.stats.widths)), "width": max(engine.stats.widths)}
 
 
 def goal_rows(
     engine: EngineRun, seed_loop: SeedLoopRun, libraries: LibraryComparison, kernels: KernelRates, filters: FilterCosts,
-    slider: SliderAssets, throughput: Throughput | None = None, peers: PeerComparison | None = None,
+    slider: SliderAssets, peers: PeerComparison | None = None,
 ) -> list[dict[str, Any]]:
     """The chapter's goals, what this run measured, whether each is met, and a note explaining each missed one."""
     art, fool = libraries.libraries.get("art", {}), libraries.libraries.get("foolbox", {})
@@ -741,18 +755,16 @@ def goal_rows(
         goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=20),
         goal_row("live slider, first load per page (MB)", max(slider.first_load_mb().values()), at_most=SLIDER_LIMIT_MB),
     ]
-    ceiling = engine_ceiling(engine, throughput) if throughput is not None else None
+    ceiling = engine_ceiling(engine)
     goals.append(goal_row("attack engine, % of the same model's forward+backward rate", ceiling and ceiling["share"],
                           at_least=ENGINE_CEILING_GOAL))
     why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters, slider)
     if ceiling:
-        why[9] = (f"{ceiling['steps_per_s']:.0f} image-steps/s against {ceiling['ceiling']:.0f} at batch {ceiling['batch']}: "
+        why[9] = (f"{ceiling['steps_per_s']:.0f} image-steps/s against {ceiling['ceiling']:.0f} at its full batch of {ceiling['batch']}: "
                   f"the working batch starts at {ceiling['width']} images and shrinks as they finish (mean width "
                   f"{ceiling['mean_width']:.0f}), and a small batch runs far below the full one")
     if peers is not None:
-        study_rates = next(iter(throughput.rates.values())) if throughput is not None else None
-        ceiling = (lambda width: study_rates[ceiling_batch(throughput, width)]) if study_rates else None
-        for name, ratio, met, note in peers.goal_rows(ceiling):
+        for name, ratio, met, note in peers.goal_rows():
             row = goal_row(name, ratio, at_least=PEER_GOAL)
             if met is not None:
                 row["met"] = met  # a faster run of lower quality does not count
