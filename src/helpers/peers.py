@@ -1,11 +1,14 @@
-"""The book's two stronger attacks against the same method in a library, run to equal quality (chapter 08).
+"""The book's two stronger attacks against the same method in a library, at equal quality (chapter 08).
+
+A speed-up only counts if ours is at least as strong as the library's attack on the same images:
 
 * The minimum-norm attack (:func:`helpers.minnorm.ddn_l2`) against Foolbox's ``DDNAttack``: the same targeted
-  DDN with the same steps, starting radius and γ on the same images and targets. Equal quality: the two median
-  ‖δ‖₂ within :data:`MEDIAN_TOLERANCE` (a failed image counts as an infinite norm).
+  DDN with the same steps, starting radius and γ on the same images and targets. As strong: our median ‖δ‖₂ at
+  most :data:`MEDIAN_TOLERANCE` above Foolbox's (a failed image counts as an infinite norm).
 * The strong fixed-budget attack (:func:`helpers.apgd.apgd_l2`, cross-entropy) against ART's
-  ``AutoProjectedGradientDescent``: the same budgets, steps and random restarts. Equal quality: robust accuracy
-  within :data:`ACCURACY_TOLERANCE` at every budget.
+  ``AutoProjectedGradientDescent``: the same budgets, steps and random restarts. As strong: our robust accuracy at
+  most :data:`ACCURACY_TOLERANCE` above ART's at every budget (lower is stronger). ART's random starts are seeded,
+  so that a rerun gives the same numbers.
 
 Each library run is timed once (it is also the run whose quality is judged); ours is traced by an untimed run,
 then timed ``repeats`` times right after. The speed-up is the ratio of the medians. When a library is missing or
@@ -36,9 +39,9 @@ from helpers.validate import check_int, check_labels
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
-PEER_GOAL = 6  # × faster than the library, at equal quality
-MEDIAN_TOLERANCE = 0.02  # DDN: the medians of ‖δ‖₂ may differ by 2 % (of the library's)
-ACCURACY_TOLERANCE = 0.01  # APGD: robust accuracy may differ by 1 point at each budget
+PEER_GOAL = 6  # × faster than the library, at least as strong
+MEDIAN_TOLERANCE = 0.02  # DDN: our median ‖δ‖₂ may be up to 2 % above the library's
+ACCURACY_TOLERANCE = 0.01  # APGD: our robust accuracy may be up to 1 point above the library's, at each budget
 DDN_INIT_EPSILON, DDN_GAMMA = 1.0, 0.05  # ddn_l2's and Foolbox's defaults
 
 
@@ -49,10 +52,10 @@ class PeerRun:
     attack: str  # ours, as the book names it
     peer: str  # the library's attack
     status: str  # "ok", "not installed" or "failed: …"
-    quality: str  # what "equal quality" compares
+    quality: str  # what "as strong" compares
     ours: list[float]  # our quality numbers (one per budget for APGD, the median ‖δ‖₂ for DDN)
     theirs: list[float]
-    same_quality: bool | None
+    as_strong: bool | None  # ours at least as strong as theirs, within the tolerance
     ours_seconds: list[float]
     theirs_seconds: list[float]
     n: int  # images
@@ -106,7 +109,7 @@ def ddn_against_foolbox(
         return _failed(run, error)
     run.ours = [_median_norm(mine.l2, mine.success)]
     run.theirs = [_median_norm(l2_distances(adversarial, images), success)]
-    run.same_quality = bool(abs(run.ours[0] - run.theirs[0]) <= MEDIAN_TOLERANCE * run.theirs[0])
+    run.as_strong = bool(run.ours[0] <= (1 + MEDIAN_TOLERANCE) * run.theirs[0])
     run.theirs_seconds = [first]
     # DDN's ceiling: the same forward+backward passes on the same batches (DDN's own batch of 256), without DDN.
     step = gradient_step(model)
@@ -157,9 +160,14 @@ def apgd_against_art(
         one_hot = np.eye(num_classes, dtype=np.float32)[labels]
 
         def theirs() -> list[np.ndarray]:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return [attack.generate(images, y=one_hot) for attack in attacks]
+            state = np.random.get_state()  # ART draws its random starts from NumPy's global generator
+            np.random.seed(0)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return [attack.generate(images, y=one_hot) for attack in attacks]
+            finally:
+                np.random.set_state(state)
 
         mine = ours()
         adversarial, first = timed_call(theirs)
@@ -167,7 +175,7 @@ def apgd_against_art(
         return _failed(run, error)
     run.ours = [float(a) for a in mine.accuracy]
     run.theirs = [float((predict_logits(model, adv).argmax(axis=1) == labels).mean()) for adv in adversarial]
-    run.same_quality = bool(np.all(np.abs(np.array(run.ours) - run.theirs) <= ACCURACY_TOLERANCE + 1e-9))
+    run.as_strong = bool(np.all(np.array(run.ours) <= np.array(run.theirs) + ACCURACY_TOLERANCE + 1e-9))
     run.theirs_seconds = [first]
     run.ours_seconds = interleaved_times({"ours": ours}, repeats=repeats, warmup=0)["ours"]
     run.status = "ok"
@@ -186,10 +194,10 @@ class PeerComparison:
     def table(self) -> Styler:
         rows = []
         for run in self.runs.values():
-            row = {"our attack": run.attack, "library": run.peer, "images": run.n, "equal quality": run.quality}
+            row = {"our attack": run.attack, "library": run.peer, "images": run.n, "quality": run.quality}
             if run.status == "ok":
                 row |= {"ours": _quality_text(run.ours, run.quality), "theirs": _quality_text(run.theirs, run.quality),
-                        "same quality": "yes" if run.same_quality else "no", "ours s": median(run.ours_seconds),
+                        "ours as strong": "yes" if run.as_strong else "no", "ours s": median(run.ours_seconds),
                         "theirs s": median(run.theirs_seconds), "ours ×": run.ratio}
             else:
                 row |= {"ours": run.status}
@@ -204,7 +212,7 @@ class PeerComparison:
             values[f"{name}_peer_status"] = run.status
             values[f"{name}_peer_ratio"] = run.ratio if ok else float("nan")
             values[f"{name}_peer_images"] = run.n
-            values[f"{name}_peer_same"] = ("the same quality" if run.same_quality else "not the same quality") if ok else "—"
+            values[f"{name}_peer_same"] = ("was at least as strong as" if run.as_strong else "was weaker than") if ok else "—"
         return values
 
     def goal_rows(self) -> list[tuple[str, float | None, bool | None, str]]:
@@ -213,7 +221,7 @@ class PeerComparison:
         for name, run in self.runs.items():
             goal = {"ddn": "DDN vs Foolbox, equal median ‖δ‖₂ (×)", "apgd": "APGD vs ART, equal robust accuracy (×)"}[name]
             ratio = run.ratio
-            met = None if ratio is None else bool(ratio >= PEER_GOAL and run.same_quality)
+            met = None if ratio is None else bool(ratio >= PEER_GOAL and run.as_strong)
             rows.append((goal, ratio, met, "" if met or ratio is None else _peer_note(run)))
         return rows
 
@@ -257,9 +265,9 @@ def _quality_text(values: list[float], quality: str) -> str:
 
 
 def _peer_note(run: PeerRun) -> str:
-    """Why a comparison missed its goal: unequal quality, or how close ours runs to the model's own ceiling."""
-    if not run.same_quality:
-        return f"not the same quality: ours {_quality_text(run.ours, run.quality)}, theirs {_quality_text(run.theirs, run.quality)}"
+    """Why a comparison missed its goal: ours weaker, or how close ours runs to the model's own ceiling."""
+    if not run.as_strong:
+        return f"ours is weaker: ours {_quality_text(run.ours, run.quality)}, theirs {_quality_text(run.theirs, run.quality)}"
     if not run.ceiling_seconds:
         return ""
     ceiling = median(run.ceiling_seconds)
