@@ -219,7 +219,7 @@ class PeerComparison:
         """(goal name, ratio, met, note) per comparison; the note explains a miss."""
         rows = []
         for name, run in self.runs.items():
-            goal = {"ddn": "DDN vs Foolbox, equal median ‖δ‖₂ (×)", "apgd": "APGD vs ART, equal robust accuracy (×)"}[name]
+            goal = {"ddn": "DDN vs Foolbox, median ‖δ‖₂ as small (×)", "apgd": "APGD vs ART, robust accuracy as low (×)"}[name]
             ratio = run.ratio
             met = None if ratio is None else bool(ratio >= PEER_GOAL and run.as_strong)
             rows.append((goal, ratio, met, "" if met or ratio is None else _peer_note(run)))
