@@ -73,3 +73,13 @@ def test_one_trace_for_many_models_and_the_current_weights_of_each(batch):
     after = ddn_l2(second, images, labels, targets=targets, steps=3).adversarial
     assert not np.array_equal(before, after)
     assert run.experimental_get_tracing_count() == 1
+    # The weights go in through one compiled copy, traced once for the architecture.
+    assert engine._loader(engine.shared_template(second)).experimental_get_tracing_count() == 1
+
+
+def test_the_forward_pass_is_each_models_own(batch):
+    images, _, _ = batch
+    a, b = _model("gaussian:1.5", 5), _model("gaussian:1.5", 6)
+    fa, fb = engine.forward_function(a), engine.forward_function(b)
+    assert a.__dict__[engine._ATTRIBUTE]["forward"] is fa is engine.forward_function(a) and fa is not fb
+    np.testing.assert_array_equal(fb(images).numpy(), b(images, training=False).numpy())

@@ -45,6 +45,8 @@ def test_a_missing_library_runs_nothing(workload):
     comparison = peers.PeerComparison({"ddn": run})
     assert comparison.goal_rows() == [("DDN vs Foolbox, median ‖δ‖₂ as small (×)", None, None, "")]
     assert comparison.table().data["ours"].tolist() == ["not installed"]
+    assert comparison.glued()["peer_runs"] == f"{run.peer}: not installed."
+    assert peers.PeerComparison({"ddn": _run(same=True, theirs_s=7.0)}).glued()["peer_runs"] == "Both library runs completed."
 
 
 def test_a_library_that_breaks_is_reported(workload, monkeypatch):

@@ -206,10 +206,10 @@ class PeerComparison:
                                                na_rep="—").hide(axis="index")
 
     def glued(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
+        failed = [f"{run.peer}: {run.status}" for run in self.runs.values() if run.status != "ok"]
+        values: dict[str, Any] = {"peer_runs": "; ".join(failed) + "." if failed else "Both library runs completed."}
         for name, run in self.runs.items():
             ok = run.status == "ok"
-            values[f"{name}_peer_status"] = run.status
             values[f"{name}_peer_ratio"] = run.ratio if ok else float("nan")
             values[f"{name}_peer_images"] = run.n
             values[f"{name}_peer_same"] = ("was at least as strong as" if run.as_strong else "was weaker than") if ok else "—"
