@@ -3,9 +3,10 @@
     python scripts/run_book.py --profile quick            # all notebooks, then the book
     python scripts/run_book.py --profile default --only 02_gaussian -p sigmas "[0, 1, 2]"
 
-A notebook is re-executed only when its source, its parameters, the helpers package or an earlier
-notebook changed; otherwise the executed copy in book/executed/ is kept. Wall time and peak memory of
-each run go to data/results/run_log.json (read by the reproducibility chapter).
+A notebook is re-executed only when its source, its parameters, the helpers package or a notebook it needs
+(helpers.profiles.NEEDS) changed; otherwise the executed copy in book/executed/ is kept. Two notebooks run at once
+where NEEDS allows it (--jobs 1: one at a time, in book order); the chapters that time things run alone. Wall time,
+CPU time and peak memory of each run go to data/results/run_log.json (read by the reproducibility chapter).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Collection, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from helpers import io, results  # noqa: E402, I001
 from helpers.io import file_sha256, package_versions  # noqa: E402
 from helpers.preflight import preflight  # noqa: E402
-from helpers.profiles import NOTEBOOKS, parameters_cell, profile_parameters  # noqa: E402
+from helpers.profiles import NEEDS, NOTEBOOKS, RUNS_ALONE, parameters_cell, profile_parameters  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
 # Where the notebooks run (their data/ folder) and where their executed copies go; --output-root moves both.
@@ -97,13 +101,33 @@ def finalise(path: Path, stamp: str) -> None:
     os.replace(tmp, path)
 
 
-def record_provenance(name: str, params: dict, since: float) -> None:
+def record_provenance(name: str, params: dict, written: Collection[str]) -> None:
     """Note, for every results file a notebook (re)wrote, the notebook, its parameters, versions and SHA-256."""
     provenance = results.PROVENANCE.read() if results.PROVENANCE.path.exists() else {}
-    for path in sorted(results.results_dir().glob("*")):
-        if path.is_file() and path.name not in (results.RUN_LOG.name, results.PROVENANCE.name) and path.stat().st_mtime >= since:
-            provenance[path.name] = {"notebook": name, "parameters": params, "versions": package_versions(), "sha256": file_sha256(path)}
+    for file_name in sorted(set(written)):
+        path = results.results_dir() / file_name
+        if path.is_file():
+            provenance[file_name] = {"notebook": name, "parameters": params, "versions": package_versions(), "sha256": file_sha256(path)}
     results.PROVENANCE.write(provenance)
+
+
+def startable(pending: Sequence[str], *, done: Collection[str], running: Collection[str], jobs: int) -> list[str]:
+    """The pending notebooks to start now, in book order: those whose NEEDS have all run, with at most ``jobs``
+    running at once. A notebook of RUNS_ALONE starts only when nothing else runs, nothing starts beside it, and
+    while it waits for the others to finish no notebook after it starts."""
+    start: list[str] = []
+    for name in pending:
+        busy = [*running, *start]
+        if len(busy) >= jobs or any(other in RUNS_ALONE for other in busy):
+            break
+        if not all(need in done for need in NEEDS[name]):
+            continue
+        if name in RUNS_ALONE:
+            if not busy:
+                start.append(name)
+            break
+        start.append(name)
+    return start
 
 
 def notebook_environment() -> dict[str, str]:
@@ -150,8 +174,36 @@ def native_output_filtered():
                 print("\n".join(kept), file=sys.stderr, flush=True)
 
 
-def run_notebook(name: str, params: dict) -> tuple[float, float]:
-    """Execute one notebook with papermill in a child process; returns (seconds, peak MiB).
+class Progress:
+    """The terminal's one status line while notebooks run: each running notebook's cell counter."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.cells: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.shown = sys.stdout.isatty()
+
+    def update(self, name: str, cell: str | None) -> None:
+        if not self.shown:
+            return
+        with self.lock:
+            if cell is None:
+                self.cells.pop(name, None)
+            else:
+                self.cells[name] = cell
+            line = " · ".join(f"{n} cell {c}" for n, c in self.cells.items())
+            print("\r\033[K" + (f"  {line}  {time.perf_counter() - self.start:4.0f} s" if line else ""), end="", flush=True)
+
+    def say(self, text: str) -> None:
+        """Print a line above the status line."""
+        with self.lock:
+            print(("\r\033[K" if self.shown else "") + text, flush=True)
+
+
+def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, float | list[str]]:
+    """Execute one notebook with papermill in a child process; returns its wall seconds, CPU seconds (user + system,
+    the kernel included), peak MiB and the results files it wrote (each results write names its file in the list
+    that ``BOOK_WRITTEN`` points to).
 
     The child's output goes to ``book/executed/NAME.log``; the terminal shows a cell counter and, if the run
     fails, the end of that log without TensorFlow's C++ log lines."""
@@ -161,27 +213,27 @@ def run_notebook(name: str, params: dict) -> tuple[float, float]:
     for key, value in params.items():
         cmd += ["-y", json.dumps({key: value})]
     start = time.perf_counter()
-    interactive = sys.stdout.isatty()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=notebook_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log, tempfile.NamedTemporaryFile("r", prefix=f"{name}.", suffix=".written") as written:
+        env = notebook_environment() | {"BOOK_WRITTEN": written.name}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         pending = b""
         while chunk := os.read(proc.stdout.fileno(), 65536):
             log.write(chunk)
             pending += chunk
             *lines, pending = re.split(rb"[\r\n]", pending)
             for line in lines:
-                match = PROGRESS.search(line.decode(errors="replace"))
-                if match and interactive:
-                    print(f"\r  cell {match[1]}/{match[2]}  {time.perf_counter() - start:4.0f} s", end="", flush=True)
+                if match := PROGRESS.search(line.decode(errors="replace")):
+                    progress.update(name, f"{match[1]}/{match[2]}")
         _, status, usage = os.wait4(proc.pid, 0)
+        files = written.read().split()
     seconds = time.perf_counter() - start
-    if interactive:
-        print("\r" + " " * 40 + "\r", end="", flush=True)
+    progress.update(name, None)
     if os.waitstatus_to_exitcode(status) != 0:
         lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip() and not NOISE.match(line)]
-        print("\n".join(lines[-40:]), file=sys.stderr)
-        raise SystemExit(f"{name}: papermill failed (above: the end of {log_path}); the executed copy is in {target}")
-    return seconds, usage.ru_maxrss / 1024
+        progress.say("\n".join(lines[-40:]))
+        raise RuntimeError(f"{name}: papermill failed (above: the end of {log_path}); the executed copy is in {target}")
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
+            "written": files}
 
 
 def main() -> None:
@@ -191,6 +243,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], help="run only these notebooks (repeatable)")
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter (JSON value)")
     parser.add_argument("--force", action="store_true", help="re-execute even if nothing changed")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N",
+                        help="notebooks run at once where helpers.profiles.NEEDS allows it (default 2; 1: in book order)")
     parser.add_argument("--no-build", action="store_true", help="only run the notebooks")
     parser.add_argument("--output-root", default=None, metavar="DIR",
                         help="run the notebooks in DIR (its data/ and book/executed/), leaving the repository's own "
@@ -213,6 +267,8 @@ def main() -> None:
             params[name] = json.loads(value)
         except json.JSONDecodeError:
             params[name] = value
+    if args.jobs < 1:
+        raise SystemExit(f"error: --jobs: must be >= 1, got {args.jobs}")
     unknown = sorted(set(args.only) - set(NOTEBOOKS))
     if unknown:
         raise SystemExit(f"error: --only {unknown[0]}: unknown notebook; known: {', '.join(NOTEBOOKS)}")
@@ -239,27 +295,60 @@ def main() -> None:
     if log.get("profile") != args.profile:
         log = {"profile": args.profile, "notebooks": {}}
     log["by_profile"] = by_profile | {args.profile: log["notebooks"]}
-    upstream = ""
+    # Every notebook's stamp, from its source, parameters and the stamps of the notebooks it needs; which to run.
+    wanted, stamps, pending = {}, {}, []
     for name in NOTEBOOKS:
-        source = SOURCE / f"{name}.ipynb"
-        wanted = {k: params[k] for k in notebook_parameters(source) if k in params}
-        stamp = stamp_of(source, wanted, upstream)
-        target = EXECUTED / f"{name}.ipynb"
+        source, target = SOURCE / f"{name}.ipynb", EXECUTED / f"{name}.ipynb"
+        wanted[name] = {k: params[k] for k in notebook_parameters(source) if k in params}
+        stamp = stamp_of(source, wanted[name], "".join(stamps[need] for need in NEEDS[name]))
         selected = not args.only or name in args.only
         if selected and (args.force or recorded_stamp(target) != stamp):
-            print(f"▶ {name}  ({args.profile})", flush=True)
-            started = time.time() - 1
-            seconds, peak = run_notebook(name, wanted)
-            record_provenance(name, wanted, started)
-            finalise(target, stamp)
-            log["notebooks"][name] = {"seconds": round(seconds, 1), "peak_mib": round(peak, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-            results.RUN_LOG.write(log)
-            print(f"  done in {seconds:.0f} s, peak {peak:.0f} MiB", flush=True)
+            pending.append(name)
+            stamps[name] = stamp
         elif not target.exists():
             raise SystemExit(f"{name}: no executed copy yet; run without --only first")
         else:
             print(f"✓ {name}  unchanged, kept", flush=True)
-        upstream = recorded_stamp(target) or stamp
+            stamps[name] = recorded_stamp(target) or stamp
+
+    progress, failures = Progress(), []
+    done = {name for name in NOTEBOOKS if name not in pending}
+    running: dict = {}
+    ran: list[str] = []
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        while pending or running:
+            for name in [] if failures else startable(pending, done=done, running=running.values(), jobs=args.jobs):
+                progress.say(f"▶ {name}  ({args.profile})")
+                pending.remove(name)
+                running[pool.submit(run_notebook, name, wanted[name], progress)] = name
+            if not running:  # a failure stopped the rest
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                try:
+                    run = future.result()
+                except RuntimeError as error:
+                    failures.append(str(error))
+                    continue
+                record_provenance(name, wanted[name], run["written"])
+                finalise(EXECUTED / f"{name}.ipynb", stamps[name])
+                done.add(name)
+                ran.append(name)
+                log["notebooks"][name] = {"seconds": round(run["seconds"], 1), "cpu_seconds": round(run["cpu_seconds"], 1),
+                                          "peak_mib": round(run["peak_mib"], 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+                results.RUN_LOG.write(log)
+                progress.say(f"  {name} done in {run['seconds']:.0f} s (CPU {run['cpu_seconds']:.0f} s), "
+                             f"peak {run['peak_mib']:.0f} MiB")
+    if failures:
+        raise SystemExit("\n".join(failures))
+    if pending:  # cannot happen while NEEDS only names earlier notebooks (a test checks this)
+        raise SystemExit(f"error: notebooks left waiting for others: {', '.join(pending)}")
+    if ran:
+        log["last_run"] = {"notebooks": ran, "seconds": round(time.perf_counter() - began, 1), "jobs": args.jobs}
+        results.RUN_LOG.write(log)
+        print(f"{len(ran)} notebooks ran in {log['last_run']['seconds']:.0f} s, up to {args.jobs} at a time", flush=True)
 
     if args.no_build:
         return

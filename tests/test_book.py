@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers.profiles import NOTEBOOKS, PROFILES
+from helpers.profiles import NEEDS, NOTEBOOKS, PROFILES, RUNS_ALONE
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -20,7 +21,6 @@ def test_notebook_sources_are_stripped_with_one_parameters_cell(name):
     assert all(not c.get("outputs") and not c.get("execution_count") for c in code)
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
-    sys.path.insert(0, str(ROOT / "scripts"))
     from run_book import notebook_parameters
 
     assert set(notebook_parameters(ROOT / "notebooks" / f"{name}.ipynb")) <= set(PROFILES["default"])
@@ -101,3 +101,63 @@ def test_every_declared_parameter_is_checked_and_valid_in_every_profile():
     for parameter in PARAMETERS:
         with pytest.raises((TypeError, ValueError), match=parameter.name):
             check_parameters({parameter.name: object()})
+
+
+def _reads_and_writes(name: str) -> tuple[set[str], set[str]]:
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    reads = set(re.findall(r"\b([A-Z][A-Z_]{3,})\.read\(", code))
+    writes = set(re.findall(r"\b([A-Z][A-Z_]{3,})\.write\(", code)) | set(re.findall(r"transfer_table\(\"(\w+)\"\)\.write", code))
+    return reads, writes
+
+
+def test_needs_name_earlier_notebooks_and_cover_every_results_file_read():
+    assert list(NEEDS) == list(NOTEBOOKS) and set(RUNS_ALONE) <= set(NOTEBOOKS)
+    writer = {}
+    for name in NOTEBOOKS:
+        assert all(NOTEBOOKS.index(need) < NOTEBOOKS.index(name) for need in NEEDS[name]), name
+        writer |= dict.fromkeys(_reads_and_writes(name)[1], name)
+    for name in NOTEBOOKS:
+        before, todo = set(), list(NEEDS[name])
+        while todo:
+            need = todo.pop()
+            before.add(need)
+            todo += [n for n in NEEDS[need] if n not in before]
+        for read in _reads_and_writes(name)[0] - {"RUN_LOG"}:
+            assert writer[read] in before, f"{name} reads {read}, written by {writer[read]}, which it does not need"
+
+
+def _simulate(jobs: int, seconds: dict[str, float]) -> list[tuple[str, float, float]]:
+    """Run the scheduler on notebooks that take the given times; returns (name, start, end) in start order."""
+    from run_book import startable
+
+    pending, done, running, clock, spans = list(NOTEBOOKS), set(), {}, 0.0, []
+    while pending or running:
+        for name in startable(pending, done=done, running=running, jobs=jobs):
+            pending.remove(name)
+            running[name] = clock
+        assert running, "the scheduler left notebooks waiting with nothing running"
+        name = min(running, key=lambda n: running[n] + seconds[n])
+        clock = running[name] + seconds[name]
+        spans.append((name, running.pop(name), clock))
+        done.add(name)
+    return sorted(spans, key=lambda span: span[1])
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_scheduler_keeps_needs_and_lets_timing_chapters_run_alone(jobs):
+    seconds = {name: 10.0 + 7 * (i % 3) for i, name in enumerate(NOTEBOOKS)}
+    spans = _simulate(jobs, seconds)
+    assert sorted(name for name, _, _ in spans) == sorted(NOTEBOOKS)
+    end = {name: stop for name, _, stop in spans}
+    for name, start, stop in spans:
+        assert all(end[need] <= start for need in NEEDS[name]), name
+        assert sum(s <= start < e for _, s, e in spans) <= jobs
+        overlapping = [other for other, s, e in spans if other != name and s < stop and e > start]
+        if name in RUNS_ALONE:
+            assert not overlapping, (name, overlapping)
+    if jobs == 1:
+        assert [name for name, _, _ in spans] == list(NOTEBOOKS)
+    else:  # the chapters 1-3 run beside 4-6
+        assert [name for name, start, _ in spans if start == 0] == ["01_attack", "04_training"]
+        assert end["06_adaptive"] < sum(seconds.values()) - seconds["01_attack"]

@@ -152,3 +152,25 @@ def test_model_files_are_loaded_in_safe_mode():
     for path in (ROOT / "src" / "helpers").glob("*.py"):
         text = path.read_text()
         assert "allow_pickle=True" not in text and "eval(" not in text, path.name
+
+
+_SAME_MODEL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from helpers.data import load_dataset
+    from helpers.train import fit_cached
+
+    fit = fit_cached("small_cnn", load_dataset("digits", n_images=300), epochs=2, cache_dir=sys.argv[1], verbose=0)
+    print("cached" if fit.from_cache else "trained")
+    """
+)
+
+
+def test_two_processes_needing_one_model_train_it_once(tmp_path):
+    """Two notebooks at once (the book runner's --jobs 2): one trains, the other waits on the lock and loads."""
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [subprocess.Popen([sys.executable, "-c", _SAME_MODEL_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, env=env, text=True)
+             for _ in range(2)]
+    said = sorted(proc.communicate(timeout=300)[0].split()[-1] for proc in procs)
+    assert said == ["cached", "trained"]
+    assert len(list(tmp_path.glob("*.keras"))) == 1

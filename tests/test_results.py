@@ -66,3 +66,15 @@ def test_arrays_and_listing(results_folder):
 def test_every_file_has_one_name():
     names = list(results.known_files())
     assert len(names) == len(set(names)) and "gaussian_transfer.csv" in names and "median_transfer.csv" in names
+
+
+def test_every_write_names_its_file_for_the_book_runner(results_folder, tmp_path_factory, monkeypatch):
+    listing = tmp_path_factory.mktemp("runner") / "written"
+    monkeypatch.setenv("BOOK_WRITTEN", str(listing))
+    results.SANITY.write([{"check": "a", "model": "b", "measured": "c", "value": 0.0, "threshold": 0.0, "passed": True}])
+    results.BENCHMARK.write({"profile": "quick", "goals": []})
+    results.ADVERSARIAL.write(**{name: np.zeros(2) for name in results.ADVERSARIAL.arrays})
+    assert listing.read_text().split() == ["sanity.csv", "benchmark.json", "mnist_adversarial.npz"]
+    monkeypatch.delenv("BOOK_WRITTEN")
+    results.BENCHMARK.write({"profile": "quick", "goals": []})  # outside the runner: no list
+    assert listing.read_text().split() == ["sanity.csv", "benchmark.json", "mnist_adversarial.npz"]

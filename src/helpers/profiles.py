@@ -27,6 +27,24 @@ NOTEBOOKS = (
     "09_conclusion",
     "10_reproducibility",
 )
+# What each notebook needs from the ones before it: the results files it reads, and the models it finds in the
+# model cache (chapter 5 attacks the models chapter 4 trained; chapter 8 shows every earlier chapter's run time).
+# The book runner starts a notebook once these have run, two at a time where this allows it, and re-executes it
+# when one of them changed.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "01_attack": (),
+    "02_gaussian": ("01_attack",),
+    "03_median": ("01_attack",),
+    "04_training": (),
+    "05_results": ("04_training",),
+    "06_adaptive": ("01_attack", "05_results"),
+    "07_alternatives": ("01_attack", "05_results", "06_adaptive"),
+    "08_performance": NOTEBOOKS[:7],
+    "09_conclusion": ("01_attack", "05_results", "06_adaptive", "07_alternatives"),
+    "10_reproducibility": NOTEBOOKS[:9],
+}
+# Notebooks that report how long things take run alone, so that no other notebook slows what they time.
+RUNS_ALONE = ("07_alternatives", "08_performance")
 PROFILE_NAMES = ("quick", "default", "paper")
 _SAME = object()
 

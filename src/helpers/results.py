@@ -34,6 +34,16 @@ class StaleResultsError(ValueError):
     """A results file that does not have the layout this version of the book expects."""
 
 
+def _noted(path: Path) -> Path:
+    """Add the file's name to the list the book runner reads after a notebook (``BOOK_WRITTEN`` names it), so that
+    provenance knows which notebook wrote which file even when two notebooks run at once; returns ``path``."""
+    listing = os.environ.get("BOOK_WRITTEN")
+    if listing:
+        with open(listing, "a") as handle:
+            handle.write(path.name + "\n")
+    return path
+
+
 def _parse(text: str, kind: type, *, where: str) -> Any:
     if kind is str:
         return text
@@ -94,7 +104,7 @@ class Table:
                 what = f"unknown column {extra[0]!r}" if extra else f"column {missing[0]!r} missing"
                 raise ValueError(f"rows: {self.name} row {i}: {what}; columns: {', '.join(wanted)}")
             out.append({c: _coerce(row[c], kind, where=f"rows: {self.name} column {c!r}") for c, kind in self.columns})
-        return io.write_csv(out, self.path)
+        return _noted(io.write_csv(out, self.path))
 
     def read(self) -> list[dict[str, Any]]:
         """The rows, typed; one-line :class:`StaleResultsError` naming the file and column if the layout differs."""
@@ -131,7 +141,7 @@ class Document:
         missing = [k for k in self.keys if k not in document]
         if missing:
             raise ValueError(f"document: {self.name} needs the key {missing[0]!r}")
-        return io.write_json(document, self.path)
+        return _noted(io.write_json(document, self.path))
 
     def read(self) -> dict[str, Any]:
         path = self.path
@@ -160,7 +170,7 @@ class Arrays:
         missing = [k for k in self.arrays if k not in arrays]
         if missing:
             raise ValueError(f"arrays: {self.name} needs the array {missing[0]!r}")
-        return io.write_npz(self.path, **arrays)
+        return _noted(io.write_npz(self.path, **arrays))
 
     def read(self) -> dict[str, np.ndarray]:
         path = self.path

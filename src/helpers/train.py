@@ -10,6 +10,8 @@ with a warning.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -151,18 +153,33 @@ def fit_cached(
     cache = Path(cache_dir)
     model_path, meta_path = cache / f"{arch}-{digest}.keras", cache / f"{arch}-{digest}.json"
 
-    start = time.perf_counter()
-    cached = _load_verified(model_path, meta_path, key, strategy)
-    if cached is not None:
-        model, history = cached
-        return TrainedModel(model, history, model_path, True, time.perf_counter() - start)
+    with _key_lock(cache / f".{arch}-{digest}.lock"):  # two notebooks at once: the second waits, then loads
+        start = time.perf_counter()
+        cached = _load_verified(model_path, meta_path, key, strategy)
+        if cached is not None:
+            model, history = cached
+            return TrainedModel(model, history, model_path, True, time.perf_counter() - start)
 
-    model, history = _fit(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy,
-                          weights=weights, training=training, verbose=verbose)
-    seconds = time.perf_counter() - start
-    _save_model(model, model_path)
-    write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
-    return TrainedModel(model, history, model_path, False, seconds)
+        model, history = _fit(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed,
+                              strategy=strategy, weights=weights, training=training, verbose=verbose)
+        seconds = time.perf_counter() - start
+        _save_model(model, model_path)
+        write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
+        return TrainedModel(model, history, model_path, False, seconds)
+
+
+@contextlib.contextmanager
+def _key_lock(path: Path):
+    """Hold an exclusive lock on ``path`` (created if missing) while the block runs: when the book runner runs two
+    notebooks at once and both need the same model, one trains it and the other waits and loads it from the cache,
+    instead of both training it and interleaving their writes of the ``.keras`` file and its JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _fit(arch: str, dataset: Dataset, *, defence: Defence, epochs: int, batch_size: int, seed: int, strategy, weights,
@@ -208,8 +225,6 @@ def _save_model(model: keras.Model, model_path: Path) -> None:
 
 
 def _scope(strategy):
-    import contextlib
-
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
