@@ -25,6 +25,7 @@ import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -200,8 +201,8 @@ class Progress:
             print(("\r\033[K" if self.shown else "") + text, flush=True)
 
 
-def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, float | list[str]]:
-    """Execute one notebook with papermill in a child process; returns its wall seconds, CPU seconds (user + system,
+def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, Any]:
+    """Execute one notebook with papermill in a child process; returns its start time, wall seconds, CPU seconds (user + system,
     the kernel included), peak MiB and the results files it wrote (each results write names its file in the list
     that ``BOOK_WRITTEN`` points to).
 
@@ -212,7 +213,7 @@ def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, float
     cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(WORK), "-k", "python3"]
     for key, value in params.items():
         cmd += ["-y", json.dumps({key: value})]
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S")
     with open(log_path, "wb") as log, tempfile.NamedTemporaryFile("r", prefix=f"{name}.", suffix=".written") as written:
         env = notebook_environment() | {"BOOK_WRITTEN": written.name}
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -232,7 +233,7 @@ def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, float
         lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip() and not NOISE.match(line)]
         progress.say("\n".join(lines[-40:]))
         raise RuntimeError(f"{name}: papermill failed (above: the end of {log_path}); the executed copy is in {target}")
-    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
+    return {"started": started, "seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
             "written": files}
 
 
@@ -243,8 +244,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], help="run only these notebooks (repeatable)")
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter (JSON value)")
     parser.add_argument("--force", action="store_true", help="re-execute even if nothing changed")
-    parser.add_argument("--jobs", type=int, default=2, metavar="N",
-                        help="notebooks run at once where helpers.profiles.NEEDS allows it (default 2; 1: in book order)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="notebooks run at once where helpers.profiles.NEEDS allows it (default 2 on the CPU "
+                             "profiles; 1, in book order, for the paper profile, whose notebooks each fill a GPU)")
     parser.add_argument("--no-build", action="store_true", help="only run the notebooks")
     parser.add_argument("--output-root", default=None, metavar="DIR",
                         help="run the notebooks in DIR (its data/ and book/executed/), leaving the repository's own "
@@ -267,6 +269,8 @@ def main() -> None:
             params[name] = json.loads(value)
         except json.JSONDecodeError:
             params[name] = value
+    if args.jobs is None:
+        args.jobs = 1 if args.profile == "paper" else 2
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs: must be >= 1, got {args.jobs}")
     unknown = sorted(set(args.only) - set(NOTEBOOKS))
@@ -337,7 +341,8 @@ def main() -> None:
                 done.add(name)
                 ran.append(name)
                 log["notebooks"][name] = {"seconds": round(run["seconds"], 1), "cpu_seconds": round(run["cpu_seconds"], 1),
-                                          "peak_mib": round(run["peak_mib"], 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+                                          "peak_mib": round(run["peak_mib"], 1), "started": run["started"],
+                                          "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
                 results.RUN_LOG.write(log)
                 progress.say(f"  {name} done in {run['seconds']:.0f} s (CPU {run['cpu_seconds']:.0f} s), "
                              f"peak {run['peak_mib']:.0f} MiB")

@@ -77,6 +77,8 @@ def test_runner_rejects_unknown_profile_and_parameter():
     assert out.returncode != 0 and "profile" in out.stderr
     out = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick", "-p", "sigma", "1"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and "-p sigma: unknown parameter" in out.stderr
+    out = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick", "--jobs", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and out.stderr.strip() == "error: --jobs: must be >= 1, got 0"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

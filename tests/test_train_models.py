@@ -1,7 +1,13 @@
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
+from tensorflow.python.framework import config as tf_config
 
+from helpers.attack import targeted_attack
 from helpers.data import load_dataset
 from helpers.filters import model_defence
 from helpers.models import ARCHITECTURES, MIN_IMAGE_SIZE, build_model
@@ -43,20 +49,49 @@ def test_corrupted_cache_is_rebuilt_with_a_warning(digits, tmp_path):
 
 @pytest.mark.parametrize("defence", ["median:3", "gaussian:1.5"])
 def test_filtering_the_data_once_trains_the_same_network_as_the_filter_layer(digits, tmp_path, defence):
-    from helpers.train import LEARNING_RATE, set_determinism
+    from helpers.train import LEARNING_RATE, deterministic
 
     fast = fit_cached("small_cnn", digits, defence=defence, epochs=2, cache_dir=tmp_path, verbose=0)
     assert str(model_defence(fast.model)) == defence
-    set_determinism(0)
-    slow = build_model("small_cnn", input_shape=digits.input_shape, num_classes=digits.num_classes, defence=defence)
-    slow.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE["small_cnn"]),
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    history = slow.fit(digits.x_train, digits.y_train, validation_data=(digits.x_test, digits.y_test), epochs=2,
-                       batch_size=64, shuffle=True, verbose=0).history
+    with deterministic(0):
+        slow = build_model("small_cnn", input_shape=digits.input_shape, num_classes=digits.num_classes, defence=defence)
+        slow.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE["small_cnn"]),
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        history = slow.fit(digits.x_train, digits.y_train, validation_data=(digits.x_test, digits.y_test), epochs=2,
+                           batch_size=64, shuffle=True, verbose=0).history
     for a, b in zip(fast.model.get_weights(), slow.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
     # Weights agree to float noise; an accuracy may differ by one test image whose logit sits on a tie.
     np.testing.assert_allclose(fast.history["val_accuracy"], history["val_accuracy"], atol=1.5 / len(digits.x_test))
+
+
+_ATTACK_CACHED = """
+import sys
+import numpy as np
+from helpers.attack import targeted_attack
+from helpers.data import load_dataset
+from helpers.train import fit_cached
+
+digits = load_dataset("digits", n_images=400)
+fit = fit_cached("small_cnn", digits, epochs=1, cache_dir=sys.argv[1], verbose=0)
+assert fit.from_cache
+x, targets = digits.x_test[:24], (digits.y_test[:24] + 1) % digits.num_classes
+np.save(sys.argv[2], targeted_attack(fit.model, x, targets, progress=False).adversarial)
+"""
+
+
+def test_an_attack_gives_the_same_numbers_on_a_model_just_trained_or_loaded_from_the_cache(tmp_path):
+    """Training switches TensorFlow's deterministic kernels on only while it runs. Left on, they changed every later
+    attack in the process (its last digits and its speed), so a notebook that trained its model attacked it
+    differently from one that found the model in the cache."""
+    digits = load_dataset("digits", n_images=400)
+    fresh = fit_cached("small_cnn", digits, epochs=1, cache_dir=tmp_path, verbose=0)
+    assert not fresh.from_cache and not tf_config.is_op_determinism_enabled()
+    x, targets = digits.x_test[:24], (digits.y_test[:24] + 1) % digits.num_classes
+    here = targeted_attack(fresh.model, x, targets, progress=False).adversarial
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", _ATTACK_CACHED, str(tmp_path), str(tmp_path / "there.npy")], env=env, check=True)
+    np.testing.assert_array_equal(here, np.load(tmp_path / "there.npy"))
 
 
 def test_training_is_deterministic(digits, tmp_path):
