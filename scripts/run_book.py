@@ -5,7 +5,7 @@
 
 A notebook is re-executed only when its source, its parameters, the helpers package or a notebook it needs
 (helpers.profiles.NEEDS) changed; otherwise the executed copy in book/executed/ is kept. Two notebooks run at once
-where NEEDS allows it (--jobs 1: one at a time); the chapters that time things run alone. Wall time,
+where NEEDS allows it (--jobs 1: one at a time, in book order); the chapters that time things run alone. Wall time,
 CPU time and peak memory of each run go to data/results/run_log.json (read by the reproducibility chapter).
 """
 
@@ -112,25 +112,8 @@ def record_provenance(name: str, params: dict, written: Collection[str]) -> None
     results.PROVENANCE.write(provenance)
 
 
-def dependency_order() -> list[str]:
-    """The notebooks in book order, except that each comes after the notebooks it needs (helpers.profiles.NEEDS)."""
-    order: list[str] = []
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in path:
-            raise SystemExit(f"error: helpers.profiles.NEEDS: {' → '.join((*path, name))} is a cycle")
-        if name not in order:
-            for need in NEEDS[name]:
-                visit(need, (*path, name))
-            order.append(name)
-
-    for name in NOTEBOOKS:
-        visit(name, ())
-    return order
-
-
 def startable(pending: Sequence[str], *, done: Collection[str], running: Collection[str], jobs: int) -> list[str]:
-    """The pending notebooks to start now, in the order of ``pending``: those whose NEEDS have all run, with at most ``jobs``
+    """The pending notebooks to start now, in book order: those whose NEEDS have all run, with at most ``jobs``
     running at once. A notebook of RUNS_ALONE starts only when nothing else runs, nothing starts beside it, and
     while it waits for the others to finish no notebook after it starts."""
     start: list[str] = []
@@ -263,7 +246,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="re-execute even if nothing changed")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="notebooks run at once where helpers.profiles.NEEDS allows it (default 2 on the CPU "
-                             "profiles; 1, one after the other, for the paper profile, whose notebooks each fill a GPU)")
+                             "profiles; 1, in book order, for the paper profile, whose notebooks each fill a GPU)")
     parser.add_argument("--no-build", action="store_true", help="only run the notebooks")
     parser.add_argument("--output-root", default=None, metavar="DIR",
                         help="run the notebooks in DIR (its data/ and book/executed/), leaving the repository's own "
@@ -318,7 +301,7 @@ def main() -> None:
     log["by_profile"] = by_profile | {args.profile: log["notebooks"]}
     # Every notebook's stamp, from its source, parameters and the stamps of the notebooks it needs; which to run.
     wanted, stamps, pending = {}, {}, []
-    for name in dependency_order():
+    for name in NOTEBOOKS:
         source, target = SOURCE / f"{name}.ipynb", EXECUTED / f"{name}.ipynb"
         wanted[name] = {k: params[k] for k in notebook_parameters(source) if k in params}
         stamp = stamp_of(source, wanted[name], "".join(stamps[need] for need in NEEDS[name]))

@@ -27,13 +27,12 @@ NOTEBOOKS = (
     "09_conclusion",
     "10_reproducibility",
 )
-# What each notebook needs from the others: the results files it reads, and the models it finds in the model
-# cache (chapter 5 attacks the models chapter 4 trained, chapter 1 its undefended model of seed 0; chapter 8 shows
-# every earlier chapter's run time). The book runner starts a notebook once these have run, two at a time where this
-# allows it, and re-executes it when one of them changed. Chapter 4 trains 33 models and keeps both cores busy, so it
-# gains nothing from company: it runs first, and chapters 1-3 then fill the cores beside chapters 5 and 6.
+# What each notebook needs from the ones before it: the results files it reads, and the models it finds in the
+# model cache (chapter 5 attacks the models chapter 4 trained; chapter 8 shows every earlier chapter's run time).
+# The book runner starts a notebook once these have run, two at a time where this allows it, and re-executes it
+# when one of them changed.
 NEEDS: dict[str, tuple[str, ...]] = {
-    "01_attack": ("04_training",),
+    "01_attack": (),
     "02_gaussian": ("01_attack",),
     "03_median": ("01_attack",),
     "04_training": (),
