@@ -202,9 +202,9 @@ class Progress:
 
 
 def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, Any]:
-    """Execute one notebook with papermill in a child process; returns its start time, wall seconds, CPU seconds (user + system,
-    the kernel included), peak MiB and the results files it wrote (each results write names its file in the list
-    that ``BOOK_WRITTEN`` points to).
+    """Execute one notebook with papermill in a child process; returns its start time, wall seconds, CPU seconds
+    (user + system, the kernel included), peak MiB and the results files it wrote (each results write names its file
+    in the list that ``BOOK_WRITTEN`` points to).
 
     The child's output goes to ``book/executed/NAME.log``; the terminal shows a cell counter and, if the run
     fails, the end of that log without TensorFlow's C++ log lines."""
