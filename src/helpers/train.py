@@ -5,7 +5,7 @@ versions, learning curves and the SHA-256 of the ``.keras`` file). The key hashe
 the weights, so a second call with the same arguments loads the file instead of training. Files are
 written to a temporary name and renamed, and the JSON is written last: a run killed mid-training leaves
 nothing that a later run would trust. A file whose hash does not match, or that fails to load, is rebuilt
-with a warning.
+with a warning. Two processes that need the same model take turns on a lock beside it: one trains, the other loads.
 """
 
 from __future__ import annotations
