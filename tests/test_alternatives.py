@@ -86,8 +86,9 @@ def test_recorded_training_time_survives_the_cache(mnist, model_cache, noise_mod
     import json
 
     again = fit_cached("small_cnn", mnist, epochs=EPOCHS, cache_dir=model_cache, training=f"noise:{SIGMA}", verbose=0)
-    recorded = json.loads(again.path.with_suffix(".json").read_text())["train_seconds"]
-    assert again.from_cache and train_seconds(again) == recorded > 0  # not the load time of the cached copy
+    recorded = json.loads(again.path.with_suffix(".json").read_text())
+    assert again.from_cache and train_seconds(again) == recorded["train_seconds"] > 0  # not the load time of the cached copy
+    assert train_seconds(again, cpu=True) == recorded["train_cpu_seconds"] > 0
 
 
 def _images_rows(model, seeds, indexes, budgets, broken):
@@ -110,7 +111,7 @@ def test_method_rows_have_the_layout_of_alternatives_csv():
 
     flags = {0: np.array([[True, True], [True, False]]), 1: np.array([[True, True], [False, False]])}
     rows = method_rows(method="blur", parameter="gaussian:1", measure="attacked", budgets=[0.0, 1.0], flags=flags, clean_accuracy=0.9,
-                       train_seconds=6.0, eval_seconds_per_image=0.1, n_resamples=50)
+                       train_cpu_seconds=6.0, eval_cpu_seconds_per_image=0.1, n_resamples=50)
     assert all(list(r) == ALTERNATIVES.column_names for r in rows)
     pooled = [r for r in rows if r["seed"] == "all"]
     assert [r["accuracy"] for r in pooled] == [1.0, 0.25] and pooled[0]["n"] == 4

@@ -9,6 +9,7 @@ and the checks that tie its certificate to that attack.
 * :func:`certified_flags` — per radius and image, "certified correct at least that far" (CERTIFY's answer).
 * :func:`certificate_violations` — images certified correct at radius ≥ ε that the attack broke at ε. A
   certificate holds with probability 1 − α, so more than a handful is a bug.
+* :func:`chapter6_flags`, :func:`chapter7_flags` — per-image flags read back from the per-image results files.
 """
 
 from __future__ import annotations
@@ -148,25 +149,39 @@ def chapter6_flags(rows, *, model: str, seeds, test_index: np.ndarray, budgets, 
     """(seeds, budgets, images) "still correct" flags of one of chapter 6's models, read back from
     ``robustness_images.csv`` rows, for exactly the test images ``test_index`` in that order. Raises when the file
     lacks one of them (chapter 6 ran on other digits or budgets: rerun it)."""
-    test_index = np.asarray(test_index)
-    budgets = np.asarray(budgets, dtype=np.float64)
     found = {(int(r["seed"]), float(r["budget"]), int(r["test_index"])): not r["broken"] for r in rows
              if r["model"] == model and r["evaluation"] == evaluation}
+    return _flags(found, seeds, budgets, test_index, missing=f"robustness_images.csv: no {evaluation!r} row for {model}",
+                  rerun="chapter 6")
+
+
+def chapter7_flags(rows, *, parameter: str, measure: str, seeds, test_index: np.ndarray, budgets) -> np.ndarray:
+    """(seeds, budgets, images) flags of one trusted defence (``"robust"`` under ``measure``, ``"attacked"`` or
+    ``"certified"``), read back from ``alternatives_images.csv`` rows like :func:`chapter6_flags`."""
+    found = {(int(r["seed"]), float(r["budget"]), int(r["test_index"])): bool(r["robust"]) for r in rows
+             if r["parameter"] == parameter and r["measure"] == measure}
+    return _flags(found, seeds, budgets, test_index, missing=f"alternatives_images.csv: no {measure!r} row for {parameter}",
+                  rerun="the first page of chapter 7")
+
+
+def _flags(found: dict, seeds, budgets, test_index, *, missing: str, rerun: str) -> np.ndarray:
+    """``found`` ((seed, budget, test index) → flag) as a (seeds, budgets, images) array in the asked order."""
+    test_index = np.asarray(test_index)
+    budgets = np.asarray(budgets, dtype=np.float64)
     flags = np.zeros((len(seeds), len(budgets), len(test_index)), dtype=bool)
     for s, seed in enumerate(seeds):
         for b, budget in enumerate(budgets):
             for i, index in enumerate(test_index):
                 key = (int(seed), float(budget), int(index))
                 if key not in found:
-                    raise ValueError(f"robustness_images.csv: no {evaluation!r} row for {model}, seed {seed}, ε = {budget:g}, "
-                                     f"test image {index}; rerun chapter 6 with these parameters")
+                    raise ValueError(f"{missing}, seed {seed}, ε = {budget:g}, test image {index}; rerun {rerun} with these parameters")
                 flags[s, b, i] = found[key]
     return flags
 
 
 def method_rows(
     *, method: str, parameter: str, measure: str, budgets, flags: dict[int, np.ndarray], clean_accuracy: float,
-    train_seconds: float, eval_seconds_per_image: float, n_resamples: int = 1000, seed: int = 0,
+    train_cpu_seconds: float, eval_cpu_seconds_per_image: float, n_resamples: int = 1000, seed: int = 0,
 ) -> list[dict]:
     """``alternatives.csv`` rows of one method and measure: per training seed and over all seeds, the accuracy at
     each budget with its 95 % interval (bootstrap over images, and seeds for "all"), its clean accuracy and cost.
@@ -180,4 +195,5 @@ def method_rows(
                       n_resamples=n_resamples, seed=seed)
     return [{"method": method, "parameter": parameter, "seed": r["seed"], "measure": measure, "budget": r["budget"],
              "clean_accuracy": float(clean_accuracy), "accuracy": r["accuracy"], "low": r["low"], "high": r["high"], "n": r["n"],
-             "train_seconds": float(train_seconds), "eval_seconds_per_image": float(eval_seconds_per_image)} for r in rows]
+             "train_cpu_seconds": float(train_cpu_seconds), "eval_cpu_seconds_per_image": float(eval_cpu_seconds_per_image)}
+            for r in rows]

@@ -43,12 +43,14 @@ class TrainedModel:
     seconds: float
 
 
-def train_seconds(trained: TrainedModel) -> float:
+def train_seconds(trained: TrainedModel, *, cpu: bool = False) -> float:
     """The seconds the model took to train when it was trained, as recorded beside the cached file (``seconds``
-    is the load time when it came from the cache)."""
-    if not trained.from_cache:
+    is the load time when it came from the cache). ``cpu=True``: the CPU seconds of the process (all its threads)
+    instead of wall seconds, which another program running at the same time changes far less; NaN for a cache
+    entry written before they were recorded."""
+    if not trained.from_cache and not cpu:
         return trained.seconds
-    return float(read_json(trained.path.with_suffix(".json")).get("train_seconds", float("nan")))
+    return float(read_json(trained.path.with_suffix(".json")).get("train_cpu_seconds" if cpu else "train_seconds", float("nan")))
 
 
 def onednn_enabled() -> bool | None:
@@ -169,7 +171,7 @@ def fit_cached(
     model_path, meta_path = cache / f"{arch}-{digest}.keras", cache / f"{arch}-{digest}.json"
 
     with _key_lock(cache / f".{arch}-{digest}.lock"):  # two notebooks at once: the second waits, then loads
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         cached = _load_verified(model_path, meta_path, key, strategy)
         if cached is not None:
             model, history = cached
@@ -178,9 +180,10 @@ def fit_cached(
         with deterministic(seed):
             model, history = _fit(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed,
                                   strategy=strategy, weights=weights, training=training, verbose=verbose)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         _save_model(model, model_path)
-        write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds}, meta_path)
+        write_json({"key": key, "sha256": file_sha256(model_path), "history": history, "train_seconds": seconds,
+                    "train_cpu_seconds": cpu_seconds}, meta_path)
         return TrainedModel(model, history, model_path, False, seconds)
 
 
