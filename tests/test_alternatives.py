@@ -9,6 +9,7 @@ from helpers.alternatives import (
     certificate_violations,
     certified_flags,
     chapter6_flags,
+    chapter7_flags,
     method_rows,
     smoothed_pgd,
     smoothed_predict,
@@ -104,6 +105,23 @@ def test_chapter6_flags_reads_the_per_image_file_in_the_asked_order():
     assert flags[0].tolist() == [[True, True], [True, False]] and flags[1].tolist() == [[False, True], [False, False]]
     with pytest.raises(ValueError, match="robustness_images.csv: .*test image 8"):
         chapter6_flags(rows, model="gaussian:1", seeds=[0], test_index=np.array([8]), budgets=[1.0])
+
+
+def test_chapter7_flags_reads_one_measure_of_one_defence_in_the_asked_order():
+    from helpers.results import ALTERNATIVES_IMAGES
+
+    def rows(parameter, measure, robust):
+        return [{"method": "m", "parameter": parameter, "seed": s, "model_file": "x.keras", "test_index": t, "label": 0,
+                 "budget": b, "measure": measure, "robust": robust(s, b, t)} for s in (0, 1) for b in (0.0, 1.0) for t in (4, 2)]
+
+    table = rows("noise:0.5", "attacked", lambda s, b, t: b == 0.0 or t == 2) + rows("noise:0.5", "certified", lambda *a: False)
+    table += rows("pgd:2", "attacked", lambda *a: False)
+    assert all(list(r) == ALTERNATIVES_IMAGES.column_names for r in table)
+    flags = chapter7_flags(table, parameter="noise:0.5", measure="attacked", seeds=[1], test_index=np.array([2, 4]), budgets=[0.0, 1.0])
+    assert flags.tolist() == [[[True, True], [True, False]]]
+    assert not chapter7_flags(table, parameter="noise:0.5", measure="certified", seeds=[0], test_index=[4], budgets=[0.0]).any()
+    with pytest.raises(ValueError, match="alternatives_images.csv: no 'attacked' row for pgd:2, seed 0, ε = 2, test image 4"):
+        chapter7_flags(table, parameter="pgd:2", measure="attacked", seeds=[0], test_index=[4], budgets=[2.0])
 
 
 def test_method_rows_have_the_layout_of_alternatives_csv():
