@@ -253,13 +253,13 @@ ADAPTIVE_CLAIMS = Document("adaptive_claims.json", "the verdict on C6 and what i
 
 # -- chapter 7: randomized smoothing and adversarial training (first page), beside the blur (second page)
 TRUSTED = Document("trusted.json", "randomized smoothing and adversarial training: clean accuracy, CPU cost, PGD curve and the "
-                   "sanity checks (chapter 7, first page)", ("methods", "sanity", "strong_budgets"))
+                   "sanity checks (chapter 7, first page)", ("methods", "sanity", "budgets", "strong_budgets"))
 ALTERNATIVES = Table("alternatives.csv", "robust or certified accuracy per method, parameter, seed and budget, with clean accuracy, "
                      "interval and cost (chapter 7)", _columns(
     "method:str parameter:str seed:str measure:str budget:float clean_accuracy:float accuracy:float low:float high:float n:int "
     "train_cpu_seconds:float eval_cpu_seconds_per_image:float"))
-ALTERNATIVES_IMAGES = Table("alternatives_images.csv", "per model file, test image and budget: robust under the attack, and "
-                            "certified radius where smoothed. To re-attack elsewhere (chapter 7, first page)", _columns(
+ALTERNATIVES_IMAGES = Table("alternatives_images.csv", "per model file, test image, budget and measure: still correct under the "
+                            "attack, or certified that far (smoothing). To re-attack elsewhere (chapter 7, first page)", _columns(
     "method:str parameter:str seed:int model_file:str test_index:int label:int budget:float measure:str robust:bool"))
 ALTERNATIVES_CLAIMS = Document("alternatives_claims.json", "the verdict on C7 and the checks it relied on (chapter 7)",
                                ("C7", "sanity"))
