@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: test unit lint book notebooks notebook bench clean help widget-assets
+.PHONY: test unit lint book notebooks notebook bench clean help widget-assets lab
 
 help:
 	@echo "make book [PROFILE=quick|default|paper]  run the notebooks with papermill and build the book"
 	@echo "make test                                 lint, unit tests, quick-profile notebooks + book build, browser test"
 	@echo "make unit                                 lint + fast unit tests only"
+	@echo "make lab [PROFILE=quick|default]          open the chapters in JupyterLab (the profile of the last make book)"
 	@echo "make notebook NB=02_gaussian PROFILE=...  rerun one notebook (then make book to rebuild)"
 	@echo "make bench [PROFILE=...]                  rerun only the performance chapter (after make book)"
 	@echo "make widget-assets                        npm ci + copy the pinned widget and MathJax scripts into book/_static/"
@@ -69,6 +70,10 @@ notebook: $(STAMP) widget-assets
 	@test -n "$(NB)" || (echo "usage: make notebook NB=02_gaussian [PROFILE=default]"; exit 2)
 	$(BIN)/python scripts/run_book.py --profile $(PROFILE) --only $(NB) $(if $(DATA),--data $(DATA))
 
+# JupyterLab on notebooks/, with the project's kernel. PROFILE only when given: else the profile of the last build.
+lab: $(STAMP)
+	$(BIN)/python scripts/lab.py $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE)) $(LAB_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests notebooks scripts
 
@@ -79,5 +84,5 @@ test: lint widget-assets $(BENCH_STAMP)
 	$(BIN)/pytest
 
 clean:
-	rm -rf data/models data/results data/cache book/_build book/executed artifacts $(ASSETS)/ipywidgets $(ASSETS)/mathjax \
+	rm -rf data/models data/results data/cache data/live-slider book/_build book/executed artifacts $(ASSETS)/ipywidgets $(ASSETS)/mathjax \
 	   $(ASSETS)/live-slider

@@ -4,7 +4,8 @@
     python scripts/run_book.py --profile default --only 02_gaussian -p sigmas "[0, 1, 2]"
 
 A notebook is re-executed only when its source, its parameters, the helpers package or a notebook it needs
-(helpers.profiles.NEEDS) changed; otherwise the executed copy in book/executed/ is kept. Two notebooks run at once
+(helpers.profiles.NEEDS) changed, or when a results file it wrote was changed since (a chapter rerun in JupyterLab,
+say): then it and every chapter that needs it run again. Otherwise the executed copy in book/executed/ is kept. Two notebooks run at once
 where NEEDS allows it (--jobs 1: one at a time, in book order); the chapters that time things run alone. Wall time,
 CPU time and peak memory of each run go to data/results/run_log.json (read by the reproducibility chapter).
 """
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from helpers import io, results  # noqa: E402, I001
+from helpers import io, paths, results  # noqa: E402, I001
 from helpers.io import file_sha256, package_versions  # noqa: E402
+from helpers.notebook import LAB_PROFILE_ENV  # noqa: E402
 from helpers.preflight import preflight  # noqa: E402
 from helpers.profiles import NEEDS, NOTEBOOKS, RUNS_ALONE, parameters_cell, profile_parameters  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
-# Where the notebooks run (their data/ folder) and where their executed copies go; --output-root moves both.
+# Where the notebooks' data/ folder and their executed copies are; --output-root moves both (helpers.paths.ROOT_ENV).
 WORK = ROOT
 EXECUTED = WORK / "book" / "executed"
 
@@ -89,9 +91,20 @@ def recorded_stamp(path: Path) -> str | None:
         return None
 
 
+def rerun_note(name: str) -> str:
+    """The first cell of a downloaded chapter: what it needs to run."""
+    return (f"**To rerun this chapter**, clone the book's repository, run `make lab` in it (it installs what the book needs "
+            f"and opens JupyterLab) and open `notebooks/{name}.ipynb` there. This copy was executed by `make book`; on its "
+            "own it cannot run, since it imports the repository's `helpers` package and reads the results of the "
+            "chapters before it.")
+
+
 def finalise(path: Path, stamp: str) -> None:
-    """Hide papermill's parameter cells in the book and record the stamp."""
+    """Hide papermill's parameter cells in the book, put the rerun note first (for a reader who downloads the
+    notebook from its page; the page itself does not show it) and record the stamp."""
     nb = json.loads(path.read_text())
+    nb["cells"].insert(0, {"cell_type": "markdown", "id": "rerun-note", "metadata": {"tags": ["remove-cell"]},
+                           "source": rerun_note(path.stem)})
     for cell in nb["cells"]:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
@@ -110,6 +123,26 @@ def record_provenance(name: str, params: dict, written: Collection[str]) -> None
         if path.is_file():
             provenance[file_name] = {"notebook": name, "parameters": params, "versions": package_versions(), "sha256": file_sha256(path)}
     results.PROVENANCE.write(provenance)
+
+
+def changed_since_written(provenance: Mapping[str, Mapping[str, Any]], folder: Path) -> dict[str, str]:
+    """The results files in ``folder`` whose bytes are no longer those the runner recorded when a notebook wrote them
+    (rewritten by a chapter run outside the runner, or deleted), each with the notebook that wrote it."""
+    changed = {}
+    for file_name, entry in sorted(provenance.items()):
+        path = folder / file_name
+        if not path.is_file() or file_sha256(path) != entry.get("sha256"):
+            changed[file_name] = entry["notebook"]
+    return changed
+
+
+def with_dependents(names: Collection[str]) -> list[str]:
+    """``names`` and every notebook that needs one of them, directly or not (helpers.profiles.NEEDS), in book order."""
+    affected = set(names)
+    for name in NOTEBOOKS:  # NEEDS only names earlier notebooks, so one pass in book order is enough
+        if any(need in affected for need in NEEDS[name]):
+            affected.add(name)
+    return [name for name in NOTEBOOKS if name in affected]
 
 
 def startable(pending: Sequence[str], *, done: Collection[str], running: Collection[str], jobs: int) -> list[str]:
@@ -137,7 +170,9 @@ def notebook_environment() -> dict[str, str]:
     with AVX-512 VNNI/BF16 or AMX; elsewhere its fallback convolution gradients train InceptionV3 and ResNet50 about
     half as fast. Training with oneDNN is still bit-for-bit repeatable; results differ from oneDNN-off runs in the
     last digits."""
-    return {"TF_ENABLE_ONEDNN_OPTS": "1"} | os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    env = {"TF_ENABLE_ONEDNN_OPTS": "1"} | os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    env.pop(LAB_PROFILE_ENV, None)  # `make lab`'s profile is for JupyterLab; the runner injects its own parameters
+    return env
 
 
 # Lines a notebook's kernel prints that are not the runner's business: TensorFlow's C++ log (absl), papermill's
@@ -210,7 +245,9 @@ def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, Any]:
     fails, the end of that log without TensorFlow's C++ log lines."""
     source, target = SOURCE / f"{name}.ipynb", EXECUTED / f"{name}.ipynb"
     log_path = target.with_suffix(".log")
-    cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(WORK), "-k", "python3"]
+    # The kernel starts in notebooks/, as it does in Jupyter: the package finds data/ from the repository root
+    # (helpers.paths), never from the working folder.
+    cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(SOURCE), "-k", "python3"]
     for key, value in params.items():
         cmd += ["-y", json.dumps({key: value})]
     start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S")
@@ -290,8 +327,8 @@ def main() -> None:
         global WORK, EXECUTED
         WORK = Path(args.output_root).resolve()
         EXECUTED = WORK / "book" / "executed"
+        os.environ[paths.ROOT_ENV] = str(WORK)  # this process and every notebook kernel (they inherit it)
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    os.chdir(WORK)  # the results folder is relative to the working folder (the repository root), as in the notebooks
     log = io.read_json(results.RUN_LOG.path) if results.RUN_LOG.path.exists() else {}
     by_profile = log.get("by_profile", {})  # every profile's latest timings, for the performance chapter
     if log.get("profile"):
@@ -299,6 +336,20 @@ def main() -> None:
     if log.get("profile") != args.profile:
         log = {"profile": args.profile, "notebooks": {}}
     log["by_profile"] = by_profile | {args.profile: log["notebooks"]}
+    # Results files changed since their notebook wrote them (a chapter rerun in JupyterLab): the book must not mix two
+    # runs, so the writer runs again with the book's parameters, and every chapter that needs it.
+    provenance = results.PROVENANCE.read() if results.PROVENANCE.path.exists() else {}
+    changed = changed_since_written(provenance, results.results_dir())
+    stale = with_dependents(set(changed.values()))
+    for file_name, writer in changed.items():
+        print(f"! {file_name} changed since {writer} wrote it in `make book` (a rerun outside the runner?)", flush=True)
+    rerun = [name for name in stale if not args.only or name in args.only]
+    left = [name for name in stale if name not in rerun]
+    if rerun:
+        print(f"! stale, so re-executed: {', '.join(rerun)}", flush=True)
+    if left:
+        print(f"! stale but outside --only, so the book mixes two runs until they are re-executed: {', '.join(left)}",
+              flush=True)
     # Every notebook's stamp, from its source, parameters and the stamps of the notebooks it needs; which to run.
     wanted, stamps, pending = {}, {}, []
     for name in NOTEBOOKS:
@@ -306,7 +357,7 @@ def main() -> None:
         wanted[name] = {k: params[k] for k in notebook_parameters(source) if k in params}
         stamp = stamp_of(source, wanted[name], "".join(stamps[need] for need in NEEDS[name]))
         selected = not args.only or name in args.only
-        if selected and (args.force or recorded_stamp(target) != stamp):
+        if selected and (args.force or name in stale or recorded_stamp(target) != stamp):
             pending.append(name)
             stamps[name] = stamp
         elif not target.exists():

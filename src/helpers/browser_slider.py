@@ -41,6 +41,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from helpers import paths
 from helpers.data import Dataset
 from helpers.filters import Defence, filter_kind, is_filter_layer
 from helpers.slider_bundle import ESM_FILE, JS_DIR, LOADER_FILE, bundle_script  # noqa: F401 (part of this module's API)
@@ -261,16 +262,16 @@ def browser_slider(
     max_steps: int = 1000,
     n_digits: int = 6,
     value: float | None = None,
-    cache_dir: str | os.PathLike[str] = "data/models",
-    weights_dir: str | os.PathLike[str] = "book/_static/live-slider/models",
+    cache_dir: str | os.PathLike[str] | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
     script_url: str = "../../_static/live-slider/live-slider.js",
 ):
     """The browser slider for a notebook cell (an ``IPython.display.HTML``).
 
     For every value of ``grid`` (plus the unfiltered model) it takes the defended model that the training chapter
     trains — ``fit_cached(arch, data, defence=spec, epochs=epochs, batch_size=batch_size, seed=train_seed)``,
-    from the cache when it exists — writes its weights to ``weights_dir/<model file stem>.js`` (the page loads
-    them from ``models/`` beside ``script_url``), and embeds the first ``n_digits`` test digits. In the page, the slider filters those digits with any value, classifies them
+    from the cache when it exists — writes its weights to ``weights_dir/<model file stem>.js`` (default ``data/live-slider/``; the book build copies
+    them to ``models/`` beside ``script_url``), and embeds the first ``n_digits`` test digits. In the page, the slider filters those digits with any value, classifies them
     with the model of the nearest grid value, and attacks them.
     """
     from IPython.display import HTML
@@ -289,7 +290,7 @@ def browser_slider(
         fit = fit_cached(arch, data, defence=spec, epochs=epochs, batch_size=batch_size, seed=train_seed,
                          cache_dir=cache_dir, verbose=0)
         key = fit.path.stem
-        write_weights_script(fit.model, key=key, directory=weights_dir)
+        write_weights_script(fit.model, key=key, directory=paths.live_slider_dir() if weights_dir is None else weights_dir)
         models.append({"key": key, "spec": spec, "value": grid_value, "label": Defence.parse(spec).label,
                        "accuracy": clean_accuracy(fit.model, data.x_test, data.y_test)})
     state = slider_state(kind=kind, models=models, digits=data.x_test[:n_digits], labels=data.y_test[:n_digits],

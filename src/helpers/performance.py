@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -26,6 +25,7 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from helpers import paths
 from helpers.attack import AttackResult, EngineStats, run_engine, targeted_attack
 from helpers.browser_slider import FirstRender, PageAssets, first_render_seconds, page_assets, slider_cell_html
 from helpers.filter_costs import gaussian_blur_times, training_step_times
@@ -631,9 +631,9 @@ def filter_training_costs(
 
 # --- The live slider's assets ------------------------------------------------------------------------------
 
-# The chapters with a live slider (their executed notebooks) and the weights files they write.
+# The chapters with a live slider (their executed notebooks, under the repository root) and the weights files they
+# write (helpers.paths.live_slider_dir()).
 SLIDER_PAGES = {"Gaussian": "book/executed/02_gaussian.ipynb", "median": "book/executed/03_median.ipynb"}
-SLIDER_MODELS = "book/_static/live-slider/models"
 SLIDER_LIMIT_MB = 2.0  # what the slider may add to a page before it is ready
 
 
@@ -693,19 +693,21 @@ class SliderAssets:
 
 
 def slider_assets(
-    *, pages: Mapping[str, str | os.PathLike[str]] = SLIDER_PAGES, models_dir: str | os.PathLike[str] = SLIDER_MODELS,
+    *, pages: Mapping[str, str | os.PathLike[str]] = SLIDER_PAGES, models_dir: str | os.PathLike[str] | None = None,
     repeats: int, measure_render: bool = True,
 ) -> SliderAssets:
-    """Each page's slider assets, from its executed notebook and the weights files in ``models_dir``, and (if
-    ``measure_render``) the median of ``repeats`` first renders of its slider in Chromium."""
+    """Each page's slider assets, from its executed notebook (relative paths are under the repository root) and the
+    weights files in ``models_dir`` (default ``data/live-slider/``), and (if ``measure_render``) the median of
+    ``repeats`` first renders of its slider in Chromium."""
     if not isinstance(pages, Mapping) or not pages:
         raise TypeError(f"pages: expected a mapping of page labels to executed notebooks, got {pages!r}")
     repeats = check_int("repeats", repeats, minimum=1)
     if not isinstance(measure_render, bool):
         raise TypeError(f"measure_render: expected True or False, got {measure_render!r}")
+    models_dir = paths.live_slider_dir() if models_dir is None else models_dir
     assets, renders = {}, {}
     for label, notebook in pages.items():
-        cell = slider_cell_html(Path(notebook))
+        cell = slider_cell_html(paths.root() / notebook)
         assets[label] = page_assets(cell, models_dir=models_dir)
         renders[label] = (first_render_seconds(cell, models_dir=models_dir, repeats=repeats) if measure_render
                           else FirstRender((), "not asked for"))

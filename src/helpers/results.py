@@ -6,7 +6,7 @@ columns and their types here, so a file written by an older or newer version of 
 renamed or added) fails on reading with one line naming the file and the column, instead of a ``KeyError``
 three cells later. JSON documents declare their top-level keys, ``.npz`` files their arrays.
 
-The folder is ``data/results`` under the working directory (the notebooks run from the repository root);
+The folder is ``data/results`` under the repository root (:mod:`helpers.paths`), whatever the working folder;
 set ``BOOK_RESULTS_DIR`` to use another one.
 """
 
@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from helpers import io
+from helpers import io, paths
 
 STALE = "written by another version of the book; rerun `make book`"
 
 
 def results_dir() -> Path:
-    """The results folder: ``$BOOK_RESULTS_DIR`` or ``data/results``."""
-    return Path(os.environ.get("BOOK_RESULTS_DIR", "data/results"))
+    """The results folder: ``$BOOK_RESULTS_DIR`` or ``data/results`` under :func:`helpers.paths.root`."""
+    chosen = os.environ.get("BOOK_RESULTS_DIR")
+    return Path(chosen) if chosen else paths.data_dir() / "results"
 
 
 class StaleResultsError(ValueError):

@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from helpers import paths
 from helpers.data import Dataset
 from helpers.filters import Defence, filter_layers
 from helpers.io import file_sha256, package_versions, read_json, write_json
@@ -117,7 +118,7 @@ def train_model(
     epochs: int,
     batch_size: int = 64,
     seed: int = 0,
-    cache_dir: str | os.PathLike[str] = "data/models",
+    cache_dir: str | os.PathLike[str] | None = None,
     strategy: tf.distribute.Strategy | None = None,
     weights: str | os.PathLike[str] | None = None,
     training: str = "standard",
@@ -141,7 +142,7 @@ def fit_cached(
     epochs: int,
     batch_size: int = 64,
     seed: int = 0,
-    cache_dir: str | os.PathLike[str] = "data/models",
+    cache_dir: str | os.PathLike[str] | None = None,
     strategy: tf.distribute.Strategy | None = None,
     weights: str | os.PathLike[str] | None = None,
     training: str = "standard",
@@ -167,7 +168,7 @@ def fit_cached(
     key = cache_key(arch, dataset, defence=defence, epochs=epochs, batch_size=batch_size, seed=seed, weights=weights,
                     training=training)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    cache = Path(cache_dir)
+    cache = paths.models_dir() if cache_dir is None else Path(cache_dir)
     model_path, meta_path = cache / f"{arch}-{digest}.keras", cache / f"{arch}-{digest}.json"
 
     with _key_lock(cache / f".{arch}-{digest}.lock"):  # two notebooks at once: the second waits, then loads

@@ -270,7 +270,7 @@ def live_slider(
     max_steps: int = 1000,
     n_show: int = 3,
     seed: int = 0,
-    cache_dir: str | os.PathLike[str] = "data/models",
+    cache_dir: str | os.PathLike[str] | None = None,
     dpi: int = 72,
     compute_now: bool = False,
 ) -> LiveSlider:
