@@ -65,6 +65,8 @@ def main() -> None:
         command.append(f"--IdentityProvider.token={args.token}")
     if args.no_browser:
         command.append("--no-browser")
+    if os.geteuid() == 0:  # containers and CI machines run as root; JupyterLab refuses that unless told
+        command.append("--allow-root")
     command += extra
     os.execve(sys.executable, command, env)
 
