@@ -163,3 +163,21 @@ def test_chapter_two_rerun_from_an_empty_folder_and_from_notebooks_gives_the_run
     assert "Profile quick" in (tmp_path / "nbc.ipynb").read_text()
     assert _results_state() == results_before
     assert _tree_state() == tree_before
+
+
+@pytest.mark.notebooks
+def test_the_runner_names_the_chapters_a_changed_results_file_makes_stale(quick_book):
+    from helpers import results
+
+    path = results.results_dir() / "gaussian_transfer.csv"
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n")  # what a rerun with other parameters does to the bytes
+        run = subprocess.run([sys.executable, "scripts/run_book.py", "--profile", "quick", "--no-build", "--only", "09_conclusion"],
+                             cwd=ROOT, capture_output=True, text=True)
+    finally:
+        path.write_bytes(original)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "! gaussian_transfer.csv changed since 02_gaussian wrote it" in run.stdout, run.stdout
+    assert "outside --only, so the book mixes two runs until they are re-executed: 02_gaussian, 08_performance, " \
+           "10_reproducibility" in run.stdout, run.stdout
