@@ -31,13 +31,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from helpers.core import io, paths  # noqa: E402, I001
-
-from helpers.studies import results  # noqa: E402, I001
-from helpers.core.io import file_sha256, package_versions  # noqa: E402
 from helpers.book.notebook import LAB_PROFILE_ENV  # noqa: E402
 from helpers.book.preflight import preflight  # noqa: E402
 from helpers.book.profiles import NEEDS, NOTEBOOKS, RUNS_ALONE, parameters_cell, profile_parameters  # noqa: E402
+from helpers.core import io, paths  # noqa: E402
+from helpers.core.io import file_sha256, package_versions  # noqa: E402
+from helpers.studies import results  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
 # Where the notebooks' data/ folder and their executed copies are; --output-root moves both (helpers.core.paths.ROOT_ENV).

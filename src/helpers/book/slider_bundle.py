@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-JS_DIR = Path(__file__).resolve().parent.parent / "js"
+JS_DIR = Path(__file__).resolve().parents[2] / "js"
 ESM_FILE = JS_DIR / "live_slider.js"
 LOADER_FILE = JS_DIR / "live_slider_loader.js"
 
