@@ -6,7 +6,7 @@
 
 The kernel gets the environment the book runner gives its notebooks (quiet TensorFlow, oneDNN on, fixed hashing)
 and ``BOOK_PROFILE``: a chapter whose parameters cell still holds the default profile takes that profile's values,
-except those you edited (helpers.notebook.apply_lab_profile). Results go to the same data/ folder as `make book`;
+except those you edited (helpers.book.notebook.apply_lab_profile). Results go to the same data/ folder as `make book`;
 the next `make book` re-executes every chapter whose results a Lab run changed.
 """
 
@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from helpers import io, results  # noqa: E402
-from helpers.notebook import LAB_PROFILE_ENV  # noqa: E402
-from helpers.profiles import PROFILE_NAMES  # noqa: E402
+from helpers.book.notebook import LAB_PROFILE_ENV  # noqa: E402
+from helpers.book.profiles import PROFILE_NAMES  # noqa: E402
+from helpers.core import io  # noqa: E402
+from helpers.studies import results  # noqa: E402
 
 
 def built_profile() -> str | None:

@@ -4,7 +4,7 @@ earlier ``tf.math.top_k`` median, both as the model's first layer.
     python scripts/median_step_cost.py [--sizes 3 5] [--rounds 40] [--batch-size 64]
 
 Three models per window size — no filter, the top_k median, the network median — are built with
-``helpers.models.build_model("small_cnn", ...)`` on MNIST digits and trained with ``train_on_batch`` on batches of
+``helpers.training.models.build_model("small_cnn", ...)`` on MNIST digits and trained with ``train_on_batch`` on batches of
 64, taking turns step by step so that a change in the machine's load hits them alike. The script prints the median
 seconds per step of each and the extra share over no filter ("extra % per training step"); then the same for an
 attack step, the loss gradient with respect to the input image, which goes through the filter (a training step
@@ -25,10 +25,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from helpers import filters  # noqa: E402
-from helpers.data import load_dataset  # noqa: E402
-from helpers.filter_costs import _time_turn_by_turn  # noqa: E402
-from helpers.models import build_model  # noqa: E402
+from helpers.bench.filter_costs import _time_turn_by_turn  # noqa: E402
+from helpers.defences import filters  # noqa: E402
+from helpers.training.data import load_dataset  # noqa: E402
+from helpers.training.models import build_model  # noqa: E402
 
 
 class TopKMedian(keras.layers.Layer):

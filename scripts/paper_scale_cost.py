@@ -3,8 +3,8 @@
     python scripts/paper_scale_cost.py [--arch inception_v3:299 resnet50:224 vgg16:224] [--batch 8] [--rounds 3]
 
 For each architecture at its size: one training step (``train_on_batch``, Adam, cross-entropy; what
-``helpers.train`` runs) and one attack step (a compiled forward and backward pass to the input image, which is
-what each step of ``helpers.attack.targeted_attack`` computes), on a batch of random [0, 1] images, after one
+``helpers.training.train`` runs) and one attack step (a compiled forward and backward pass to the input image, which is
+what each step of ``helpers.attacks.attack.targeted_attack`` computes), on a batch of random [0, 1] images, after one
 untimed call each; the two take turns for ``--rounds`` rounds and the median is divided by the batch size.
 """
 
@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from helpers.models import build_model  # noqa: E402
+from helpers.training.models import build_model  # noqa: E402
 
 
 def stage_costs(arch: str, *, size: int, batch: int, rounds: int) -> dict[str, float]:

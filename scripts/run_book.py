@@ -4,7 +4,7 @@
     python scripts/run_book.py --profile default --only 02_gaussian -p sigmas "[0, 1, 2]"
 
 A notebook is re-executed only when its source, its parameters, the helpers package or a notebook it needs
-(helpers.profiles.NEEDS) changed, or when a results file it wrote was changed since (a chapter rerun in JupyterLab,
+(helpers.book.profiles.NEEDS) changed, or when a results file it wrote was changed since (a chapter rerun in JupyterLab,
 say): then it and every chapter that needs it run again. Otherwise the executed copy in book/executed/ is kept. Two notebooks run at once
 where NEEDS allows it (--jobs 1: one at a time, in book order); the chapters that time things run alone. Wall time,
 CPU time and peak memory of each run go to data/results/run_log.json (read by the reproducibility chapter).
@@ -31,14 +31,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from helpers import io, paths, results  # noqa: E402, I001
-from helpers.io import file_sha256, package_versions  # noqa: E402
-from helpers.notebook import LAB_PROFILE_ENV  # noqa: E402
-from helpers.preflight import preflight  # noqa: E402
-from helpers.profiles import NEEDS, NOTEBOOKS, RUNS_ALONE, parameters_cell, profile_parameters  # noqa: E402
+from helpers.book.notebook import LAB_PROFILE_ENV  # noqa: E402
+from helpers.book.preflight import preflight  # noqa: E402
+from helpers.book.profiles import NEEDS, NOTEBOOKS, RUNS_ALONE, parameters_cell, profile_parameters  # noqa: E402
+from helpers.core import io, paths  # noqa: E402
+from helpers.core.io import file_sha256, package_versions  # noqa: E402
+from helpers.studies import results  # noqa: E402
 
 SOURCE = ROOT / "notebooks"
-# Where the notebooks' data/ folder and their executed copies are; --output-root moves both (helpers.paths.ROOT_ENV).
+# Where the notebooks' data/ folder and their executed copies are; --output-root moves both (helpers.core.paths.ROOT_ENV).
 WORK = ROOT
 EXECUTED = WORK / "book" / "executed"
 
@@ -74,7 +75,7 @@ def sync_parameter_cells() -> list[str]:
 
 def helpers_digest() -> str:
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "helpers").glob("*.py")):
+    for path in sorted((ROOT / "src" / "helpers").rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -137,7 +138,7 @@ def changed_since_written(provenance: Mapping[str, Mapping[str, Any]], folder: P
 
 
 def with_dependents(names: Collection[str]) -> list[str]:
-    """``names`` and every notebook that needs one of them, directly or not (helpers.profiles.NEEDS), in book order."""
+    """``names`` and every notebook that needs one of them, directly or not (helpers.book.profiles.NEEDS), in book order."""
     affected = set(names)
     for name in NOTEBOOKS:  # NEEDS only names earlier notebooks, so one pass in book order is enough
         if any(need in affected for need in NEEDS[name]):
@@ -246,7 +247,7 @@ def run_notebook(name: str, params: dict, progress: Progress) -> dict[str, Any]:
     source, target = SOURCE / f"{name}.ipynb", EXECUTED / f"{name}.ipynb"
     log_path = target.with_suffix(".log")
     # The kernel starts in notebooks/, as it does in Jupyter: the package finds data/ from the repository root
-    # (helpers.paths), never from the working folder.
+    # (helpers.core.paths), never from the working folder.
     cmd = [sys.executable, "-m", "papermill", str(source), str(target), "--cwd", str(SOURCE), "-k", "python3"]
     for key, value in params.items():
         cmd += ["-y", json.dumps({key: value})]
@@ -282,14 +283,14 @@ def main() -> None:
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="override a parameter (JSON value)")
     parser.add_argument("--force", action="store_true", help="re-execute even if nothing changed")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="notebooks run at once where helpers.profiles.NEEDS allows it (default 2 on the CPU "
+                        help="notebooks run at once where helpers.book.profiles.NEEDS allows it (default 2 on the CPU "
                              "profiles; 1, in book order, for the paper profile, whose notebooks each fill a GPU)")
     parser.add_argument("--no-build", action="store_true", help="only run the notebooks")
     parser.add_argument("--output-root", default=None, metavar="DIR",
                         help="run the notebooks in DIR (its data/ and book/executed/), leaving the repository's own "
                              "outputs alone; needs --no-build")
     parser.add_argument("--sync-parameters", action="store_true",
-                        help="rewrite the notebooks' parameters cells from helpers.profiles.PARAMETERS and exit")
+                        help="rewrite the notebooks' parameters cells from helpers.book.profiles.PARAMETERS and exit")
     args = parser.parse_args()
     if args.sync_parameters:
         print("rewrote: " + (", ".join(sync_parameter_cells()) or "nothing (all in step)"))

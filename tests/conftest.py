@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def mnist():
-    from helpers.data import load_dataset
+    from helpers.training.data import load_dataset
 
     return load_dataset("mnist")
 
@@ -26,7 +26,7 @@ def model_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(mnist, model_cache):
     """small_cnn trained 5 epochs on the 4 000 MNIST training digits (the foundation's reference model)."""
-    from helpers.train import fit_cached
+    from helpers.training.train import fit_cached
 
     return fit_cached("small_cnn", mnist, epochs=5, cache_dir=model_cache, verbose=0)
 
@@ -40,7 +40,7 @@ def first_test_digits(mnist):
 @pytest.fixture(scope="session")
 def correct_subset(mnist, trained):
     """100 correctly classified test digits with seeded random wrong targets."""
-    from helpers.evaluate import predict_logits, random_targets
+    from helpers.studies.evaluate import predict_logits, random_targets
 
     logits = predict_logits(trained.model, mnist.x_test)
     correct = np.flatnonzero(logits.argmax(1) == mnist.y_test)[:100]

@@ -3,28 +3,27 @@
 import numpy as np
 import pytest
 
-from helpers import results
-from helpers.adaptive_study import (
-    SQUARE,
+from helpers.book.profiles import PROFILES, check_declared
+from helpers.defences.filters import Defence
+from helpers.studies import results
+from helpers.studies.adaptive_study import (
     check_strong_budgets,
     combine_worst,
     curve_rows,
     doubled_effort,
     holm,
-    image_rows,
     margin_attack,
     noise_like,
     paired_gains,
     pooled_curve,
     robust_share,
+    robustness_image_rows,
     strong_attacks,
     transfer_accuracy,
     worst_case,
     zero_gradient_count,
 )
-from helpers.evaluate import predict_logits
-from helpers.filters import Defence
-from helpers.profiles import PROFILES, check_parameters
+from helpers.studies.evaluate import predict_logits
 
 
 def test_holm_matches_the_step_down_by_hand():
@@ -74,12 +73,12 @@ def test_strong_budgets_must_be_positive_and_on_the_pgd_grid():
         with pytest.raises(ValueError, match="strong_budgets"):
             check_strong_budgets(bad, [0, 0.5, 1, 2])
     with pytest.raises(ValueError, match="^strong_budgets: .*not in budgets"):
-        check_parameters(PROFILES["default"] | {"strong_budgets": [0.7]})
+        check_declared(PROFILES["default"] | {"strong_budgets": [0.7]})
 
 
 @pytest.fixture(scope="module")
 def strong_on_median(mnist, model_cache, first_test_digits):
-    from helpers.train import train_model
+    from helpers.training.train import train_model
 
     model = train_model("small_cnn", mnist, defence="median:3", epochs=1, cache_dir=model_cache, verbose=0)
     images, labels = first_test_digits
@@ -89,20 +88,20 @@ def strong_on_median(mnist, model_cache, first_test_digits):
 
 def test_strong_attacks_run_both_losses_both_gradients_and_square(strong_on_median):
     model, images, labels, found = strong_on_median
-    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "APGD-CE BPDA", "APGD-DLR BPDA", SQUARE]
+    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "APGD-CE BPDA", "APGD-DLR BPDA", "Square"]
     clean = predict_logits(model, images).argmax(axis=1) == labels
     worst = worst_case(found)
     assert np.array_equal(worst[0], clean)  # ε = 0 is the clean accuracy for every attack
     for result in found.values():
         assert np.all(worst <= result.correct)  # the worst case is never above any attack
-    assert worst_case(found, without=(SQUARE,)).sum() >= worst.sum()
+    assert worst_case(found, without=("Square",)).sum() >= worst.sum()
     assert worst[2].mean() < clean.mean()  # ε = 3 breaks digits
 
 
 def test_strong_attacks_on_an_undefended_model_have_no_bpda(trained, first_test_digits):
     images, labels = first_test_digits
     found = strong_attacks(trained.model, images[:4], labels[:4], budgets=[0.0, 1.0], steps=3, restarts=1, square_queries=5)
-    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", SQUARE]
+    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "Square"]
 
 
 def test_margin_attack_goes_past_the_boundary(trained, correct_subset):
@@ -140,7 +139,7 @@ def test_rows_fit_the_results_files(tmp_path, monkeypatch):
     results.ROBUSTNESS.write(rows)
     back = results.ROBUSTNESS.read()
     assert back[1]["accuracy"] == pytest.approx(1 / 3) and back[-1]["n"] == 6
-    per_image = image_rows(model="none", seed=0, model_file="data/models/x.keras", test_index=np.array([7, 3, 9]),
+    per_image = robustness_image_rows(model="none", seed=0, model_file="data/models/x.keras", test_index=np.array([7, 3, 9]),
                            labels=np.array([1, 2, 3]), budgets=[0, 1], correct=flags, evaluation="PGD worst case")
     results.ROBUSTNESS_IMAGES.write(per_image)
     assert [(r["test_index"], r["broken"]) for r in results.ROBUSTNESS_IMAGES.read()] == [(7, False), (3, True), (9, True)]
@@ -148,7 +147,7 @@ def test_rows_fit_the_results_files(tmp_path, monkeypatch):
 
 def test_combine_worst_names_every_attack_and_the_three_worst_cases(strong_on_median):
     _, _, _, found = strong_on_median
-    pgd = np.ones_like(found[SQUARE].correct)
+    pgd = np.ones_like(found["Square"].correct)
     pgd[1, 0] = False  # PGD broke digit 0 at ε = 1
     flags = combine_worst({0: found, 1: found}, {0: pgd, 1: pgd})
     assert list(flags) == [*found, "PGD worst", "gradient worst", "worst"] and list(flags["worst"]) == [0, 1]

@@ -4,8 +4,9 @@
 import numpy as np
 import pytest
 
-from helpers.adaptive_study import Gain
-from helpers.alternatives import (
+from helpers.defences.smoothing import certify
+from helpers.studies.adaptive_study import Gain
+from helpers.studies.alternatives import (
     certificate_violations,
     certified_flags,
     chapter6_flags,
@@ -14,16 +15,15 @@ from helpers.alternatives import (
     smoothed_pgd,
     smoothed_predict,
 )
-from helpers.smoothing import certify
-from helpers.train import fit_cached, train_seconds
-from helpers.verdicts import (
+from helpers.studies.sanity import certificate_check
+from helpers.studies.verdicts import (
     CLAIMS,
     MAX_CLEAN_GAP,
     Alternative,
     alternatives_verdict,
-    certificate_check,
     verdict_rows,
 )
+from helpers.training.train import fit_cached, train_seconds
 
 SIGMA = 0.5
 
@@ -108,7 +108,7 @@ def test_chapter6_flags_reads_the_per_image_file_in_the_asked_order():
 
 
 def test_chapter7_flags_reads_one_measure_of_one_defence_in_the_asked_order():
-    from helpers.results import ALTERNATIVES_IMAGES
+    from helpers.studies.results import ALTERNATIVES_IMAGES
 
     def rows(parameter, measure, robust):
         return [{"method": "m", "parameter": parameter, "seed": s, "model_file": "x.keras", "test_index": t, "label": 0,
@@ -125,7 +125,7 @@ def test_chapter7_flags_reads_one_measure_of_one_defence_in_the_asked_order():
 
 
 def test_method_rows_have_the_layout_of_alternatives_csv():
-    from helpers.results import ALTERNATIVES
+    from helpers.studies.results import ALTERNATIVES
 
     flags = {0: np.array([[True, True], [True, False]]), 1: np.array([[True, True], [False, False]])}
     rows = method_rows(method="blur", parameter="gaussian:1", measure="attacked", budgets=[0.0, 1.0], flags=flags, clean_accuracy=0.9,

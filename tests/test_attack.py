@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.attack import targeted_attack
-from helpers.evaluate import predict_logits
+from helpers.attacks.attack import targeted_attack
+from helpers.studies.evaluate import predict_logits
 
 
 def test_attack_reaches_its_target_on_trained_cnn(trained, correct_subset):
@@ -106,7 +106,7 @@ def test_an_attacked_model_is_freed_with_its_compiled_functions():
     import gc
     import weakref
 
-    from helpers.engine import compiled
+    from helpers.core.engine import compiled
 
     inputs = keras.Input((4, 4, 1))
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))

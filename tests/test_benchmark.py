@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from helpers import filter_costs, flops, performance, runlog, timing
-from helpers import reference_attacks as ref
-from helpers.attack import run_engine, targeted_attack
-from helpers.browser_slider import FirstRender, PageAssets, slider_html, slider_state
-from helpers.filters import Defence, GaussianBlur, MedianFilter
-from helpers.results import BENCHMARK
+from helpers.attacks.attack import run_engine, targeted_attack
+from helpers.bench import filter_costs, flops, library_runs, performance, timing
+from helpers.bench import reference_attacks as ref
+from helpers.book import runlog
+from helpers.book.browser_slider import FirstRender, PageAssets, slider_html, slider_state
+from helpers.defences.filters import Defence, GaussianBlur, MedianFilter
+from helpers.studies.results import BENCHMARK
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -236,7 +237,7 @@ def test_gradient_step_is_compiled_once_per_model_and_setting(tiny):
     assert flops.gradient_step(model) is step
     assert flops.gradient_step(model, jit_compile=True) is not step
     assert flops.gradient_step(model, objective="target_probability") is not step
-    from helpers.attack import loss_and_gradient
+    from helpers.attacks.attack import loss_and_gradient
 
     t = tf.constant(targets.astype(np.int32))
     expected = loss_and_gradient(model, tf.constant(images), t, "cross_entropy")[1].numpy()
@@ -424,7 +425,7 @@ def test_library_comparison_reports_missing_and_failing_libraries(tiny, tiny_eng
     def broken(*args, **kwargs):
         raise RuntimeError("no\nmore")
 
-    monkeypatch.setattr(performance, "library_attack", broken)
+    monkeypatch.setattr(library_runs, "library_attack", broken)
     failed = performance.library_comparison(model, tiny_engine, {"art": "9.9", "foolbox": None}, repeats=1)
     assert failed.libraries["art"] == {"version": "9.9", "status": "failed: RuntimeError: no"}
     assert list(failed.table().data["comparison"])[2:] == ["failed: RuntimeError: no", "not installed"]

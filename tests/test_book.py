@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.profiles import NEEDS, NOTEBOOKS, PROFILES, RUNS_ALONE
+from helpers.book.profiles import NEEDS, NOTEBOOKS, PROFILES, RUNS_ALONE
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -83,7 +83,7 @@ def test_runner_rejects_unknown_profile_and_parameter():
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_parameter_cell_is_derived_from_the_parameter_table(name):
-    from helpers.profiles import parameters_cell
+    from helpers.book.profiles import parameters_cell
 
     nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
@@ -92,17 +92,17 @@ def test_parameter_cell_is_derived_from_the_parameter_table(name):
     for key, value in values.items():
         assert value == PROFILES["default"][key], f"{name}: {key} = {value!r}, default profile has {PROFILES['default'][key]!r}"
     assert "".join(cell["source"]) == parameters_cell(list(values)), (
-        f"{name}: its parameters cell differs from helpers.profiles.PARAMETERS; run scripts/run_book.py --sync-parameters")
+        f"{name}: its parameters cell differs from helpers.book.profiles.PARAMETERS; run scripts/run_book.py --sync-parameters")
 
 
 def test_every_declared_parameter_is_checked_and_valid_in_every_profile():
-    from helpers.profiles import PARAMETERS, check_parameters, profile_parameters
+    from helpers.book.profiles import PARAMETERS, check_declared, profile_parameters
 
     for profile in PROFILES:
-        check_parameters(profile_parameters(profile, data_dir="DATA") if profile == "paper" else profile_parameters(profile))
+        check_declared(profile_parameters(profile, data_dir="DATA") if profile == "paper" else profile_parameters(profile))
     for parameter in PARAMETERS:
         with pytest.raises((TypeError, ValueError), match=parameter.name):
-            check_parameters({parameter.name: object()})
+            check_declared({parameter.name: object()})
 
 
 def _reads_and_writes(name: str) -> tuple[set[str], set[str]]:

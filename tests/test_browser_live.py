@@ -4,8 +4,8 @@ The slider is dragged with the mouse to values *off* the trained grid. For each,
 read-only as ``el.liveSlider``) must match Python on every reference digit embedded in the page: the filtered
 pixels within 1e-5 of ``scipy.ndimage``, the logits within 1e-3 of Keras (the model of the nearest grid value,
 behind the filter of the slider's value), the same predicted class; and after k attack steps ‖δ‖₂ within 1e-3 of
-``helpers.attack.targeted_attack(max_steps=k)`` on the same model, image and target (exact gradient through the
-Gaussian on both sides; BPDA on both sides for the median, via ``helpers.adaptive.bpda_model``). While an attack
+``helpers.attacks.attack.targeted_attack(max_steps=k)`` on the same model, image and target (exact gradient through the
+Gaussian on both sides; BPDA on both sides for the median, via ``helpers.attacks.adaptive.bpda_model``). While an attack
 runs, animation frames must keep arriving and the slider must still move. The page must also work from file://,
 and log no console error. Uses the fixtures of ``test_browser.py`` (quick-profile book, local server, Chromium).
 """
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from test_browser import ARTIFACTS, ROOT, _Handler, browser, chromium, console_errors, open_page, server  # noqa: F401
 
-from helpers import browser_slider as bs
+from helpers.book import browser_slider as bs
 
 LIVE_PAGES = {"book/executed/02_gaussian.html": [0.7, 2.3], "book/executed/03_median.html": [5, 7]}
 ATTACK_STEPS = 8
@@ -49,7 +49,7 @@ def nearest_key(state: dict, value: float) -> str:
 def load_model(key: str):
     import keras
 
-    import helpers.filters  # noqa: F401  (registers the filter layers)
+    import helpers.defences.filters  # noqa: F401  (registers the filter layers)
 
     return keras.models.load_model(ROOT / "data" / "models" / f"{key}.keras", safe_mode=True)
 
@@ -80,8 +80,8 @@ def drag_to(page, box, value: float, *, steps: int = 12) -> float:
 
 
 def python_attack_l2(model, *, kind: str, value: float, image: np.ndarray, target: int, steps: int) -> tuple[float, int]:
-    from helpers.adaptive import bpda_model
-    from helpers.attack import targeted_attack
+    from helpers.attacks.adaptive import bpda_model
+    from helpers.attacks.attack import targeted_attack
 
     filtered = bs.model_at(model, kind=kind, value=value)
     attacker = filtered if kind == "gaussian" else bpda_model(filtered)

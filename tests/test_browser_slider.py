@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from test_browser import chromium  # noqa: F401  (Debian's chromium, or a skip; a failure under CI)
 
-from helpers import browser_slider as bs
-from helpers.models import build_model
+from helpers.book import browser_slider as bs
+from helpers.training.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_export_refuses_layers_the_browser_cannot_run():
 
 
 def test_reference_filter_and_model_at_match_the_keras_filter_layers(cnn, digits):
-    from helpers.filters import Defence
+    from helpers.defences.filters import Defence
 
     assert np.abs(bs.reference_filter("gaussian", 0.7, digits) - Defence.parse("gaussian:0.7").apply(digits)).max() < 1e-5
     assert np.array_equal(bs.reference_filter("median", 5, digits), Defence.parse("median:5").apply(digits))
@@ -107,9 +107,9 @@ def test_page_html_carries_the_state_and_loads_the_bundle(digits):
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_javascript_matches_scipy_and_keras(cnn, digits, tmp_path):
     """Filter within 1e-5 of scipy, logits within 1e-3 of Keras, and ‖δ‖₂ after 4 attack steps within 1e-3 of
-    helpers.attack (exact gradient for the Gaussian; BPDA on both sides for the median)."""
-    from helpers.adaptive import bpda_model
-    from helpers.attack import targeted_attack
+    helpers.attacks.attack (exact gradient for the Gaussian; BPDA on both sides for the median)."""
+    from helpers.attacks.adaptive import bpda_model
+    from helpers.attacks.attack import targeted_attack
 
     cases, targets = [("gaussian", 0.7), ("gaussian", 2.3), ("median", 5)], [7, 7, 7]
     expected = {}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data import load_dataset, make_shapes
+from helpers.training.data import load_dataset, make_shapes
 
 
 def _check(data, shape, classes):
@@ -90,7 +90,7 @@ def test_missing_folder_fails_clearly(tmp_path):
 
 
 def test_folder_stream_skips_bad_files_and_yields_batches(tmp_path):
-    from helpers.data import folder_stream
+    from helpers.training.data import folder_stream
 
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):

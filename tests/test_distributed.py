@@ -11,10 +11,10 @@ SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from helpers.attack import targeted_attack
-    from helpers.data import load_dataset
-    from helpers.evaluate import clean_accuracy, random_targets
-    from helpers.train import fit_cached
+    from helpers.attacks.attack import targeted_attack
+    from helpers.training.data import load_dataset
+    from helpers.studies.evaluate import clean_accuracy, random_targets
+    from helpers.training.train import fit_cached
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import engine
-from helpers.adaptive import bpda_model, pgd_l2
-from helpers.attack import targeted_attack
-from helpers.minnorm import ddn_l2
-from helpers.models import build_model
+from helpers.attacks.adaptive import bpda_model, pgd_l2
+from helpers.attacks.attack import targeted_attack
+from helpers.attacks.minnorm import ddn_l2
+from helpers.core import engine
+from helpers.training.models import build_model
 
 SHAPE = (12, 12, 1)
 

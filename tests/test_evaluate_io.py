@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from helpers.evaluate import attack_evaluation, clean_accuracy, paper_score, predict_logits, random_targets
-from helpers.io import read_csv, read_json, write_csv, write_json
+from helpers.core.io import read_csv, read_json, write_csv, write_json
+from helpers.studies.evaluate import attack_evaluation, clean_accuracy, paper_score, predict_logits, random_targets
 
 
 def test_random_targets_never_equal_the_label():

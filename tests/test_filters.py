@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from helpers.filters import (
+from helpers.defences.filters import (
     NONE,
     OPT_MED9,
     Defence,
@@ -165,7 +165,7 @@ def test_study_grid_puts_none_first_and_drops_duplicates():
 
 
 def test_model_defence_reads_the_filter_back_from_a_model():
-    from helpers.models import build_model
+    from helpers.training.models import build_model
 
     for spec in ("none", "gaussian:1.5", "median:3"):
         model = build_model("small_cnn", input_shape=(12, 12, 1), num_classes=3, defence=spec)

@@ -3,7 +3,7 @@
 ``make lab`` starts on a free loopback port with a token; Debian's ``chromium``, driven by Playwright, opens
 ``notebooks/02_gaussian.ipynb``, runs every cell through JupyterLab's own "run all cells" command and waits for the
 last one. No cell may end in an error, and the parameters must be the quick profile's (the book this test builds).
-Then the kernel slider (``helpers.widgets.live_slider``) is dragged with the mouse: the kernel must blur, predict and
+Then the kernel slider (``helpers.book.widgets.live_slider``) is dragged with the mouse: the kernel must blur, predict and
 attack for the new σ, so the shown image and the caption with the defended model's answers must change. The server
 is stopped whatever happens; its log and a screenshot go to ``artifacts/lab/``.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import results
+from helpers.studies import results
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -187,7 +187,7 @@ def test_chapter_two_runs_in_jupyterlab_and_its_kernel_slider_recomputes(lab):
 
 def digests() -> dict[str, str]:
     """SHA-256 of every results file, executed chapter and notebook source."""
-    from helpers.io import file_sha256
+    from helpers.core.io import file_sha256
 
     files = [*results.results_dir().glob("*"), *(ROOT / "book" / "executed").glob("*.ipynb"), *(ROOT / "notebooks").glob("*.ipynb")]
     return {str(p): file_sha256(p) for p in files if p.is_file() and p.name not in ("run_log.json",)}

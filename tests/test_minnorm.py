@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers.adaptive import bpda_model
-from helpers.attack import targeted_attack
-from helpers.engine import compiled
-from helpers.evaluate import predict_logits, random_targets
-from helpers.minnorm import argmin_over, ddn_l2, minimum_over
-from helpers.models import build_model
+from helpers.attacks.adaptive import bpda_model
+from helpers.attacks.attack import targeted_attack
+from helpers.attacks.minnorm import argmin_over, ddn_l2, minimum_over
+from helpers.core.engine import compiled
+from helpers.studies.evaluate import predict_logits, random_targets
+from helpers.training.models import build_model
 
 N_IMAGES = 50  # of the 100 correct digits: enough for a stable median, half the attack time
 STEPS = 100  # DDN's default budget (Rony et al. 2019; Foolbox)
@@ -121,8 +121,8 @@ def test_median_norm_matches_foolbox_ddn(trained, subset, ours):
 
 @pytest.fixture(scope="module")
 def median_model(model_cache):
-    from helpers.data import load_dataset
-    from helpers.train import fit_cached
+    from helpers.training.data import load_dataset
+    from helpers.training.train import fit_cached
 
     digits = load_dataset("digits")
     model = fit_cached("small_cnn", digits, defence="median:3", epochs=5, cache_dir=model_cache, verbose=0).model

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.preflight import preflight
-from helpers.profiles import NOTEBOOKS, profile_parameters
+from helpers.book.preflight import preflight
+from helpers.book.profiles import NOTEBOOKS, profile_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 # Sizes that let the paper profile's every chapter run in a few minutes on 2 CPU cores: the 299 px images are
@@ -55,7 +55,7 @@ def stand_in_weights(keras_home: Path, archs) -> None:
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    from helpers.models import IMAGENET_FILES, _application
+    from helpers.training.models import IMAGENET_FILES, _application
 
     (keras_home / "models").mkdir(parents=True, exist_ok=True)
     for arch in archs:
@@ -114,7 +114,7 @@ def test_preflight_checks_the_image_folder(tmp_path):
 
 
 def test_each_chapter_first_cell_checks_folders_and_weight_files_cheaply(tmp_path, monkeypatch):
-    from helpers.notebook import check_parameters
+    from helpers.book.notebook import check_parameters
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     folder = image_folder(tmp_path / "images", size=16)

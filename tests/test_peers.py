@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from helpers import peers
-from helpers.reference_attacks import library_versions
+from helpers.bench import peers
+from helpers.bench.reference_attacks import library_versions
 
 VERSIONS = library_versions()
 N_IMAGES = 8

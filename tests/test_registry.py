@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from helpers import filters
+from helpers.defences import filters
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -54,12 +54,12 @@ def box_registered():
 
 
 def test_a_registered_kind_works_everywhere(box_registered, tmp_path):
-    from helpers import widgets
-    from helpers.adaptive import StraightThrough, bpda_model, has_defence
-    from helpers.data import load_dataset
-    from helpers.evaluate import filter_transfer
-    from helpers.results import transfer_table
-    from helpers.train import fit_cached
+    from helpers.attacks.adaptive import StraightThrough, bpda_model, has_defence
+    from helpers.book import widgets
+    from helpers.studies.evaluate import filter_transfer
+    from helpers.studies.results import transfer_table
+    from helpers.training.data import load_dataset
+    from helpers.training.train import fit_cached
 
     box = filters.Defence.parse("box:3")
     assert str(box) == "box:3" and box.label == "box 3×3" and filters.Defence.parse("box:1") is filters.NONE

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.attack import targeted_attack
-from helpers.data import load_dataset
-from helpers.evaluate import attack_evaluation, clean_accuracy
-from helpers.filters import Defence, GaussianBlur, MedianFilter
-from helpers.io import write_csv
-from helpers.models import build_model
-from helpers.notebook import check_parameters
-from helpers.profiles import profile_parameters
-from helpers.train import fit_cached, train_model
+from helpers.attacks.attack import targeted_attack
+from helpers.book.notebook import check_parameters
+from helpers.book.profiles import profile_parameters
+from helpers.core.io import write_csv
+from helpers.defences.filters import Defence, GaussianBlur, MedianFilter
+from helpers.studies.evaluate import attack_evaluation, clean_accuracy
+from helpers.training.data import load_dataset
+from helpers.training.models import build_model
+from helpers.training.train import fit_cached, train_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,8 +100,8 @@ def test_single_image_and_already_at_target(tiny):
 _TRAIN_SCRIPT = textwrap.dedent(
     """
     import sys
-    from helpers.data import load_dataset
-    from helpers.train import fit_cached
+    from helpers.training.data import load_dataset
+    from helpers.training.train import fit_cached
     data = load_dataset("mnist", n_images=3000)
     print("training", flush=True)
     fit_cached("small_cnn", data, epochs=50, cache_dir=sys.argv[1], verbose=0)
@@ -147,9 +147,9 @@ def test_two_runs_give_identical_bytes(tmp_path):
 
 
 def test_model_files_are_loaded_in_safe_mode():
-    source = (ROOT / "src" / "helpers" / "train.py").read_text()
+    source = (ROOT / "src" / "helpers" / "training" / "train.py").read_text()
     assert "safe_mode=True" in source
-    for path in (ROOT / "src" / "helpers").glob("*.py"):
+    for path in (ROOT / "src" / "helpers").rglob("*.py"):
         text = path.read_text()
         assert "allow_pickle=True" not in text and "eval(" not in text, path.name
 
@@ -157,8 +157,8 @@ def test_model_files_are_loaded_in_safe_mode():
 _SAME_MODEL_SCRIPT = textwrap.dedent(
     """
     import sys
-    from helpers.data import load_dataset
-    from helpers.train import fit_cached
+    from helpers.training.data import load_dataset
+    from helpers.training.train import fit_cached
 
     fit = fit_cached("small_cnn", load_dataset("digits", n_images=300), epochs=2, cache_dir=sys.argv[1], verbose=0)
     print("cached" if fit.from_cache else "trained")

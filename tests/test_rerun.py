@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import paths
-from helpers.io import file_sha256
-from helpers.notebook import LAB_PROFILE_ENV, apply_lab_profile
-from helpers.profiles import NOTEBOOKS, profile_parameters
+from helpers.book.notebook import LAB_PROFILE_ENV, apply_lab_profile
+from helpers.book.profiles import NOTEBOOKS, profile_parameters
+from helpers.core import paths
+from helpers.core.io import file_sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -28,8 +28,7 @@ def test_paths_come_from_the_repository_whatever_the_working_folder(tmp_path, mo
     monkeypatch.delenv(paths.ROOT_ENV, raising=False)
     monkeypatch.delenv("BOOK_RESULTS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    from helpers import results
-
+    from helpers.studies import results
     assert paths.root() == ROOT
     assert results.results_dir() == ROOT / "data" / "results"
     assert paths.models_dir() == ROOT / "data" / "models"
@@ -40,8 +39,7 @@ def test_paths_come_from_the_repository_whatever_the_working_folder(tmp_path, mo
 def test_book_root_moves_everything_and_a_bad_one_is_named(tmp_path, monkeypatch):
     monkeypatch.delenv("BOOK_RESULTS_DIR", raising=False)
     monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
-    from helpers import results
-
+    from helpers.studies import results
     assert results.results_dir() == tmp_path / "data" / "results"
     assert paths.live_slider_dir() == tmp_path / "data" / "live-slider"
     monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path / "missing"))
@@ -50,8 +48,8 @@ def test_book_root_moves_everything_and_a_bad_one_is_named(tmp_path, monkeypatch
 
 
 def test_the_model_cache_defaults_to_the_root_not_the_working_folder(tmp_path, monkeypatch):
-    from helpers.data import load_dataset
-    from helpers.train import fit_cached
+    from helpers.training.data import load_dataset
+    from helpers.training.train import fit_cached
 
     monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path / "book"))
     (tmp_path / "book").mkdir()
@@ -126,8 +124,7 @@ def _tree_state() -> dict[str, int]:
 
 
 def _results_state() -> dict[str, str]:
-    from helpers import results
-
+    from helpers.studies import results
     return {p.name: file_sha256(p) for p in results.results_dir().iterdir() if p.is_file() and p.name != "run_log.json"}
 
 

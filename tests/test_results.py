@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers import results
+from helpers.studies import results
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from helpers.adaptive import pgd_l2
-from helpers.robust_training import parse_regime
-from helpers.smoothing import sample_counts
-from helpers.train import cache_key, fit_cached
+from helpers.attacks.adaptive import pgd_l2
+from helpers.defences.robust_training import parse_regime
+from helpers.defences.smoothing import sample_counts
+from helpers.training.train import cache_key, fit_cached
 
 
 @pytest.mark.parametrize("text, parsed", [("standard", ("standard", 0.0)), ("noise:0.5", ("noise", 0.5)), ("pgd:2", ("pgd", 2.0))])

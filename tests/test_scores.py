@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from helpers import scores, stats
+from helpers.core import stats
+from helpers.studies import scores
 
 
 def _study(l2_by_defence, correct_by_defence):
@@ -42,7 +43,7 @@ def test_bootstrap_intervals_contain_the_point_and_pair_images():
     assert rows[1]["score_lo"] <= rows[1]["score"] <= rows[1]["score_hi"]
 
 
-def test_min_norm_rows_and_image_rows():
+def test_min_norm_rows_and_min_norm_image_rows():
     correct = {"none": [[1, 1, 1, 1]]}
     study = _study({"none": [[1, 2, np.nan, 4]]}, correct)
     rows = scores.min_norm_rows(study, n_resamples=50)
@@ -50,7 +51,7 @@ def test_min_norm_rows_and_image_rows():
     assert set(by_attack) == {"paper", "paper_bpda", "minimum_norm", "strongest"}
     assert by_attack["paper"]["success_rate"] == pytest.approx(0.75) and by_attack["paper"]["median_l2"] == pytest.approx(2.0)
     assert by_attack["strongest"]["median_l2"] == pytest.approx(1.75)
-    images = scores.image_rows(study)
+    images = scores.min_norm_image_rows(study)
     assert len(images) == 4 and images[2]["test_index"] == 2 and np.isnan(images[2]["l2_strongest"])
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from helpers.smoothing import ABSTAIN, certify, lower_confidence_bound, sample_counts
+from helpers.defences.smoothing import ABSTAIN, certify, lower_confidence_bound, sample_counts
 
 
 def _linear(weights, bias, shape=(4, 4, 1)) -> keras.Model:

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.evaluate import predict_logits
-from helpers.models import build_model
-from helpers.square import _bump, _initial_delta, _propose, _rescale, _search, _side, square_l2
+from helpers.attacks.square import _bump, _initial_delta, _propose, _rescale, _search, _side, square_l2
+from helpers.studies.evaluate import predict_logits
+from helpers.training.models import build_model
 
 BUDGETS = [0.0, 1.0, 2.0, 4.0]
 N_IMAGES = 40
@@ -32,18 +32,10 @@ def untrained():
     return model, x, predict_logits(model, x).argmax(axis=1)
 
 
-# ---- The contract on a trained model ----------------------------------------------------------------------
+# ---- On a trained model (the promises every attack keeps are tests/test_attack_contract.py) ---------------
 
 
-def test_flags_are_the_models_prediction_on_the_returned_images(trained, sample, ours):
-    images, labels = sample
-    clean = predict_logits(trained.model, images).argmax(axis=1) == labels
-    b, n = ours.correct.shape
-    predicted = predict_logits(trained.model, ours.adversarial.reshape(b * n, *images.shape[1:])).argmax(axis=1)
-    # Never "broken" with a returned point the model still gets right (unless the clean image was wrong).
-    np.testing.assert_array_equal(ours.correct, (predicted.reshape(b, n) == labels) & clean)
-    np.testing.assert_array_equal(ours.correct[0], clean)
-    np.testing.assert_array_equal(ours.success, ~ours.correct)
+def test_reads_no_gradient(ours):
     assert np.isnan(ours.gradient_norm).all()
 
 
@@ -53,16 +45,9 @@ def test_lowers_accuracy_on_an_undefended_model(ours):
     assert ours.accuracy[3] <= 0.2
 
 
-def test_stays_in_the_ball_and_the_pixel_range(ours):
-    assert ours.adversarial.min() >= 0.0 and ours.adversarial.max() <= 1.0
-    # δ is rescaled to ‖δ‖₂ = ε in float32 (relative rounding well under 1e-5), then clipping only shortens it.
-    assert (ours.l2 <= np.array(BUDGETS)[:, None] * (1 + 1e-5)).all()
-
-
-def test_same_seed_same_result_and_the_seed_matters(untrained):
+def test_the_seed_matters(untrained):
     model, x, labels = untrained
-    first, again = (square_l2(model, x, labels, budgets=[0.5], n_queries=20, seed=3) for _ in range(2))
-    np.testing.assert_array_equal(first.adversarial, again.adversarial)
+    first = square_l2(model, x, labels, budgets=[0.5], n_queries=20, seed=3)
     other = square_l2(model, x, labels, budgets=[0.5], n_queries=20, seed=4)
     assert not np.array_equal(first.adversarial, other.adversarial)
 
@@ -127,7 +112,6 @@ def test_the_window_shape_and_size_schedule():
     "kwargs, error, param",
     [
         ({"budgets": []}, TypeError, "budgets"),
-        ({"budgets": [-1.0]}, ValueError, "budgets"),
         ({"budgets": [1.0], "n_queries": 0}, ValueError, "n_queries"),
         ({"budgets": [1.0], "p_init": 0.0}, ValueError, "p_init"),
         ({"budgets": [1.0], "p_init": 1.5}, ValueError, "p_init"),

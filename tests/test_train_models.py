@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from tensorflow.python.framework import config as tf_config
 
-from helpers.attack import targeted_attack
-from helpers.data import load_dataset
-from helpers.filters import model_defence
-from helpers.models import ARCHITECTURES, MIN_IMAGE_SIZE, build_model
-from helpers.train import fit_cached, train_model
+from helpers.attacks.attack import targeted_attack
+from helpers.defences.filters import model_defence
+from helpers.training.data import load_dataset
+from helpers.training.models import ARCHITECTURES, MIN_IMAGE_SIZE, build_model
+from helpers.training.train import fit_cached, train_model
 
 
 def test_reference_cnn_reaches_95_percent(trained, mnist):
-    from helpers.evaluate import clean_accuracy
+    from helpers.studies.evaluate import clean_accuracy
 
     assert clean_accuracy(trained.model, mnist.x_test, mnist.y_test) >= 0.95
     assert len(trained.history["val_accuracy"]) == 5
@@ -49,7 +49,7 @@ def test_corrupted_cache_is_rebuilt_with_a_warning(digits, tmp_path):
 
 @pytest.mark.parametrize("defence", ["median:3", "gaussian:1.5"])
 def test_filtering_the_data_once_trains_the_same_network_as_the_filter_layer(digits, tmp_path, defence):
-    from helpers.train import LEARNING_RATE, deterministic
+    from helpers.training.train import LEARNING_RATE, deterministic
 
     fast = fit_cached("small_cnn", digits, defence=defence, epochs=2, cache_dir=tmp_path, verbose=0)
     assert str(model_defence(fast.model)) == defence
@@ -68,9 +68,9 @@ def test_filtering_the_data_once_trains_the_same_network_as_the_filter_layer(dig
 _ATTACK_CACHED = """
 import sys
 import numpy as np
-from helpers.attack import targeted_attack
-from helpers.data import load_dataset
-from helpers.train import fit_cached
+from helpers.attacks.attack import targeted_attack
+from helpers.training.data import load_dataset
+from helpers.training.train import fit_cached
 
 digits = load_dataset("digits", n_images=400)
 fit = fit_cached("small_cnn", digits, epochs=1, cache_dir=sys.argv[1], verbose=0)

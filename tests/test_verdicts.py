@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from helpers.verdicts import CLAIMS, adaptive_verdict, imperceptibility_verdict, sanity_checks, verdict_rows
+from helpers.studies.sanity import sanity_checks
+from helpers.studies.verdicts import CLAIMS, adaptive_verdict, imperceptibility_verdict, verdict_rows
 
 
 def _row(model, n, success, rms):
@@ -28,7 +29,7 @@ def test_imperceptibility_rule(rows, verdict):
 
 
 def _gain(effect, low, high, p_holm=0.001, name="g"):
-    from helpers.adaptive_study import Gain
+    from helpers.studies.adaptive_study import Gain
 
     return Gain(model=name, effect=effect, low=low, high=high, p_value=p_holm, p_holm=p_holm, n_seeds=3, n_images=100)
 
@@ -121,7 +122,7 @@ def test_verdict_rows_cover_every_claim_in_order():
                          "C5": [{"verdict": "refuted", "evidence": "a", "measure": "paper", "effect": -0.2, "low": -0.3, "high": -0.1},
                                 {"verdict": "inconclusive", "evidence": "b", "measure": "strongest"}]})
     assert [r["claim"].split(":")[0] for r in rows] == [*CLAIMS][:5] + ["C5", "C6", "C7"]
-    from helpers.results import VERDICTS
+    from helpers.studies.results import VERDICTS
 
     assert list(rows[0]) == VERDICTS.column_names  # the layout of verdicts.csv
     assert rows[2]["verdict"] == "refuted" and rows[0]["verdict"] == "inconclusive"
@@ -146,7 +147,7 @@ def _rms(centre, n=40, spread=0.001):
     ],
 )
 def test_architecture_rule(vgg, inc, accuracy, verdict):
-    from helpers.verdicts import architecture_verdict
+    from helpers.studies.verdicts import architecture_verdict
 
     result = architecture_verdict({"vgg16": accuracy, "inception_v3": accuracy}, {"vgg16": vgg, "inception_v3": inc},
                                   sizes={"vgg16": 75, "inception_v3": 75})
@@ -155,7 +156,7 @@ def test_architecture_rule(vgg, inc, accuracy, verdict):
 
 
 def test_architecture_rule_needs_both_models_the_same_size_and_a_majority_of_successes():
-    from helpers.verdicts import architecture_verdict
+    from helpers.studies.verdicts import architecture_verdict
 
     sizes = {"vgg16": 75, "inception_v3": 75}
     assert architecture_verdict({"vgg16": 0.9}, {"vgg16": _rms(0.05)}, sizes=sizes)["verdict"] == "inconclusive"
@@ -171,7 +172,7 @@ def test_architecture_rule_needs_both_models_the_same_size_and_a_majority_of_suc
 # --- C3–C5: chapter 5's score table ----------------------------------------------------------------------------
 
 def _score_row(defence, accuracy, l2, *, lo=None, hi=None, std=0.005):
-    from helpers.filters import Defence
+    from helpers.defences.filters import Defence
 
     d = Defence.parse(defence)
     lo, hi = (l2 - 0.1 if lo is None else lo), (l2 + 0.1 if hi is None else hi)
@@ -181,7 +182,7 @@ def _score_row(defence, accuracy, l2, *, lo=None, hi=None, std=0.005):
 
 
 def test_best_by_kind_picks_the_first_highest_finite_score():
-    from helpers.verdicts import best_by_kind
+    from helpers.studies.verdicts import best_by_kind
 
     base = [_score_row("none", 0.98, 2.0), _score_row("median:3", 0.97, 2.2)]
     far = base + [_score_row("gaussian:1.5", 0.98, 2.0, lo=1.9, hi=2.1), _score_row("gaussian:3", 0.98, 4.0, lo=3.9, hi=4.1)]
@@ -192,7 +193,7 @@ def test_best_by_kind_picks_the_first_highest_finite_score():
 
 # --- Interval rules (C3–C5 on both measures) -------------------------------------------------------------------
 
-from helpers.verdicts import (  # noqa: E402
+from helpers.studies.verdicts import (  # noqa: E402
     Estimate,
     best_filter_verdict,
     decide,
@@ -238,9 +239,9 @@ def test_more_accurate_and_best_filter():
 def test_transfer_measures_are_nan_without_adversarial_images():
     import numpy as np
 
-    from helpers.adaptive import transfer_rates
-    from helpers.evaluate import filter_transfer
-    from helpers.models import build_model
+    from helpers.attacks.adaptive import transfer_rates
+    from helpers.studies.evaluate import filter_transfer
+    from helpers.training.models import build_model
 
     model = build_model("small_cnn", input_shape=(8, 8, 1), num_classes=3)
     empty, no_labels = np.zeros((0, 8, 8, 1), np.float32), np.zeros(0, np.int64)

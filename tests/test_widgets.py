@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from ipywidgets.widgets.widget_link import DirectionalLink, Link
 
-from helpers import widgets
-from helpers.data import load_dataset
-from helpers.evaluate import attack_evaluation, filter_transfer, random_targets
+from helpers.book import widgets
+from helpers.studies.evaluate import attack_evaluation, filter_transfer, random_targets
+from helpers.training.data import load_dataset
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -72,7 +72,7 @@ def test_static_slider_links_the_stack_to_the_slider_in_the_browser():
 
 
 def test_blur_panels_one_per_filter_with_the_blurred_images(small_mnist, cache):
-    from helpers.train import train_model
+    from helpers.training.train import train_model
 
     model = train_model("small_cnn", small_mnist, epochs=1, cache_dir=cache, verbose=0)
     images, labels = small_mnist.x_test[:3], small_mnist.y_test[:3]
@@ -99,7 +99,7 @@ def test_live_update_blurs_predicts_and_attacks_with_the_nearest_defended_model(
     assert [layer.sigma for layer in live.models["gaussian:1.5"].layers if hasattr(layer, "sigma")] == [1.5]
     n_files = len(list(cache.glob("*.keras")))
     # The images are blurred with exactly the slider's σ, not the model's.
-    from helpers.filters import Defence
+    from helpers.defences.filters import Defence
 
     np.testing.assert_allclose(panel["blurred"], Defence.parse("gaussian:1.2").apply(small_mnist.x_test[:2]), atol=1e-6)
     assert len(panel["predictions"]) == 2 and all(0.1 <= c <= 1 for c in panel["confidences"])
@@ -130,7 +130,7 @@ def test_live_median_slider_checks_the_window(small_mnist, tmp_path):
 
 
 def test_defended_panels_show_the_same_images_for_every_model(small_mnist, cache):
-    from helpers.train import train_model
+    from helpers.training.train import train_model
 
     attacks = {}
     for spec in ("none", "gaussian:1.5"):

@@ -2,7 +2,7 @@
 
 ``live-slider.js`` (its ES module and loader) is generated from ``src/js/`` at every build, so the pages always run
 the current code even when the notebooks that embed the sliders were not re-executed. The weights files beside it
-(``models/<key>.js``) are written by the notebooks into ``data/live-slider/`` (:func:`helpers.paths.live_slider_dir`,
+(``models/<key>.js``) are written by the notebooks into ``data/live-slider/`` (:func:`helpers.core.paths.live_slider_dir`,
 under the repository root, so a chapter rerun in JupyterLab writes only under ``data/``) and copied here.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 def write_bundle(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    from helpers.paths import live_slider_dir
-    from helpers.slider_bundle import bundle_script
+    from helpers.book.slider_bundle import bundle_script
+    from helpers.core.paths import live_slider_dir
 
     target = Path(app.outdir) / "_static" / "live-slider"
     (target / "models").mkdir(parents=True, exist_ok=True)

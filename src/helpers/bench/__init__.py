@@ -1,0 +1,1 @@
+"""The performance chapter: its sections, the timing harness, FLOP counts, peers and reference attacks."""

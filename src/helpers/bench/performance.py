@@ -1,0 +1,194 @@
+"""The performance chapter (``notebooks/08_performance``): its goals and its JSON document, and every section.
+
+The sections live in :mod:`helpers.bench.engine_runs` (the engine, the seed's loop), :mod:`helpers.bench.library_runs`
+(ART and Foolbox, throughput against the batch size) and :mod:`helpers.bench.kernel_runs` (GFLOP/s and the op profile,
+the filters' training cost, the live slider's assets); the chapter imports them all from here. Each section runs its
+measurements with :mod:`helpers.bench.timing`, :mod:`helpers.bench.reference_attacks`, :mod:`helpers.bench.flops`,
+:mod:`helpers.bench.filter_costs` and :mod:`helpers.book.browser_slider`, and returns a small dataclass holding them, with
+
+* ``record()`` — what the section adds to ``benchmark.json`` (:data:`helpers.studies.results.BENCHMARK`);
+* ``glued()`` — the numbers and sentences the chapter's prose shows, by glue name;
+* ``table()`` / ``figure()`` where the section shows one.
+
+:func:`goal_rows` compares the measurements with the chapter's goals and explains each missed one;
+:func:`benchmark_document` assembles the JSON document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+# The chapter imports every section from here.
+from helpers.bench.engine_runs import (  # noqa: F401
+    ATTACK_BATCH,
+    BLUR_SIGMA,
+    ENGINE_CEILING_GOAL,
+    SEED_LOOP_GOAL,
+    TRAINING_DEFENCES,
+    TRAINING_GLUE,
+    EngineRun,
+    SeedLoopRun,
+    engine_ceiling,
+    engine_run,
+    machine_glued,
+    seed_loop_run,
+)
+from helpers.bench.kernel_runs import (  # noqa: F401
+    SLIDER_LIMIT_MB,
+    SLIDER_PAGES,
+    FilterCosts,
+    KernelRates,
+    SliderAssets,
+    filter_training_costs,
+    kernel_measurements,
+    op_profile_rows,
+    slider_assets,
+)
+from helpers.bench.library_runs import (  # noqa: F401
+    Budget,
+    LibraryComparison,
+    Throughput,
+    batch_throughput,
+    compare_library,
+    library_comparison,
+)
+from helpers.bench.peers import PEER_GOAL, PeerComparison
+from helpers.bench.timing import goal_row, load_average, median
+from helpers.book.runlog import run_log_table
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+
+# --- The run log, the goals and the document ---------------------------------------------------------------
+
+
+def run_log_view(rows: Sequence[Mapping[str, Any]]) -> Styler:
+    """The run log's table (:func:`helpers.book.runlog.run_log_table`), or a note when there is no log yet."""
+    table = run_log_table(rows)
+    if len(table):
+        return table.style.format(precision=0, na_rep="—")
+    return pd.DataFrame({"note": ["no run log yet: run the book with scripts/run_book.py"]}).style.hide(axis="index")
+
+
+def goal_rows(
+    engine: EngineRun, seed_loop: SeedLoopRun, libraries: LibraryComparison, kernels: KernelRates, filters: FilterCosts,
+    slider: SliderAssets, peers: PeerComparison | None = None,
+) -> list[dict[str, Any]]:
+    """The chapter's goals, what this run measured, whether each is met, and a note explaining each missed one."""
+    art, fool = libraries.libraries.get("art", {}), libraries.libraries.get("foolbox", {})
+    extra = filters.extra()
+    goals = [
+        goal_row("attack to success vs the seed loop (×)", seed_loop.record()["ratio"], at_least=SEED_LOOP_GOAL),
+        goal_row("vs ART, run to the same success (×)", art.get("success_ratio"), at_least=6),
+        goal_row("vs Foolbox, run to the same success (×)", fool.get("success_ratio"), at_least=6),
+        goal_row("vs ART at equal steps (×)", art.get("equal_ratio"), at_least=3),
+        goal_row("vs Foolbox at equal steps (×)", fool.get("equal_ratio"), at_least=3),
+        goal_row("InceptionV3 step, % of tf.matmul GFLOP/s", 100 * kernels.share, at_least=60),
+        goal_row("Gaussian layer, extra % per training step", 100 * extra["layer gaussian:1.5"], at_most=5),
+        goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=20),
+        goal_row("live slider, first load per page (MB)", max(slider.first_load_mb().values()), at_most=SLIDER_LIMIT_MB),
+    ]
+    ceiling = engine_ceiling(engine)
+    goals.append(goal_row("attack engine, % of the same model's forward+backward rate", ceiling and ceiling["share"],
+                          at_least=ENGINE_CEILING_GOAL))
+    why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters, slider)
+    if ceiling:
+        why[9] = (f"{ceiling['steps_per_s']:.0f} image-steps/s against {ceiling['ceiling']:.0f} at its full batch of {ceiling['batch']}: "
+                  f"the working batch starts at {ceiling['width']} images and shrinks as they finish (mean width "
+                  f"{ceiling['mean_width']:.0f}), and a small batch runs far below the full one")
+    if peers is not None:
+        for name, ratio, met, note in peers.goal_rows():
+            row = goal_row(name, ratio, at_least=PEER_GOAL)
+            if met is not None:
+                row["met"] = met  # a faster run of lower quality does not count
+            why[len(goals)] = note
+            goals.append(row)
+    for i, goal in enumerate(goals):
+        if goal["met"] is None:
+            goal["note"] = "not measured (library not installed or failed)"
+        elif not goal["met"]:
+            goal["note"] = why.get(i) or "see its section"
+        else:
+            goal["note"] = ""
+    return goals
+
+
+def _missed_goal_notes(
+    engine: EngineRun, seed_loop: SeedLoopRun, libraries: tuple[dict[str, Any], dict[str, Any]], kernels: KernelRates,
+    filters: FilterCosts, slider: SliderAssets,
+) -> dict[int, str]:
+    """What the measurements say about each goal, by its index in :func:`goal_rows` (shown when it is missed)."""
+    seed_step_s = seed_loop.step_seconds
+    needed_sps = SEED_LOOP_GOAL / seed_step_s
+    small_rows = [r for r in kernels.profile_rows if r["model"] == kernels.study_arch]
+    grad_row = kernels.inception_op("Conv2DBackpropInput")
+    spread = {k: (min(v) / median(v), max(v) / median(v)) for k, v in filters.seconds.items()}
+    art, fool = libraries
+    mean_steps = engine.result.steps.mean()
+    return {
+        0: (f"the eager loop's step takes {1e3 * seed_step_s:.1f} ms, so {SEED_LOOP_GOAL}× needs {needed_sps:.0f} image-steps/s "
+            f"= {needed_sps * kernels.study_step_flops / 1e9:.0f} GFLOP/s from the engine; its step ran at "
+            f"{kernels.kernel['gflops']['small_cnn']:.0f} GFLOP/s, and at {seed_loop.n} images its batch is not full"
+            + (f"; top op: {small_rows[0]['op']} {small_rows[0]['share of op time %']:.0f} %" if small_rows else "")),
+        1: _library_note(art, "success", mean_steps),
+        2: _library_note(fool, "success", mean_steps),
+        3: _library_note(art, "equal", mean_steps),
+        4: _library_note(fool, "equal", mean_steps),
+        5: (f"input-gradient convolutions: {grad_row['share of op time %']:.0f} % of op time at {grad_row['GFLOP/s']:.1f} GFLOP/s"
+            if grad_row and grad_row["GFLOP/s"] else "see the op profile"),
+        6: (f"{1e3 * (median(filters.seconds['layer gaussian:1.5']) - filters.base):.1f} ms per step; single steps ranged "
+            f"{spread['none'][0]:.2f}–{spread['none'][1]:.2f}× their median"),
+        7: (f"{1e3 * (median(filters.seconds['layer median:3']) - filters.base):.1f} ms per step for the median's min/max network "
+            "(column sorts shared between neighbouring windows, then opt_med9's last ten comparators)"),
+        8: _slider_note(slider),
+    }
+
+
+def _slider_note(slider: SliderAssets) -> str:
+    label, assets = max(slider.pages.items(), key=lambda item: item[1].first_load_bytes)
+    return (f"the {label} page: bundle {assets.script_bytes / 1e3:.0f} kB, slider HTML and state "
+            f"{assets.state_bytes / 1e3:.0f} kB, first model's weights {assets.first_model_bytes / 1e6:.2f} MB")
+
+
+def _library_note(row: Mapping[str, Any], kind: str, engine_mean_steps: float) -> str:
+    if row.get("status") != "ok":
+        return ""
+    if kind == "success":
+        return (f"it needs {row['success_steps']} steps on every image (engine: {engine_mean_steps:.0f} on average) "
+                f"and is {row['equal_ratio']:.1f}× slower per step")
+    return (f"{row['equal_steps_per_s']:.0f} image-steps/s against the engine's {row['engine_equal_steps_per_s']:.0f} "
+            f"(per evaluation {row['equal_ratio_per_evaluation']:.1f}×): on this small model the eager step costs little "
+            "more than the compiled one, and the engine's last images run in a small batch")
+
+
+def goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
+    return pd.DataFrame(list(goals)).replace({"met": {True: "yes", False: "no", None: "—"}}).style.format(
+        {"measured": lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"}, na_rep="—").hide(axis="index")
+
+
+def benchmark_document(
+    *, profile: str, machine: Mapping[str, Any], versions: Mapping[str, str | None], engine: EngineRun,
+    seed_loop: SeedLoopRun, libraries: LibraryComparison, throughput: Throughput, kernels: KernelRates,
+    filters: FilterCosts, slider: SliderAssets, run_log: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, Any]],
+    peers: PeerComparison | None = None,
+) -> dict[str, Any]:
+    """Everything the chapter measured, for :data:`helpers.studies.results.BENCHMARK` (the load average read now)."""
+    return {
+        "profile": profile, "machine": dict(machine), "libraries": dict(versions), "engine": engine.record(),
+        "seed_loop": seed_loop.record(), "libraries_compared": libraries.libraries,
+        "engine_equal_budget": libraries.record_budget(), "batch_throughput": throughput.record(), "xla": throughput.xla,
+        "gflops": kernels.record(), "training_filters": filters.record(), "live_slider": slider.record(), "run_log": [dict(r) for r in run_log],
+        "peers": peers.record() if peers is not None else None, "goals": [dict(g) for g in goals],
+        "load_average_end": load_average(),
+    }
+
+
+def document_glued(document: Mapping[str, Any]) -> dict[str, Any]:
+    """How many goals were met and measured, and the load average at the end."""
+    goals, load = document["goals"], document["load_average_end"]
+    return {"goals_met": sum(1 for g in goals if g["met"]), "goals_measured": sum(1 for g in goals if g["met"] is not None),
+            "load_end": load if load is not None else float("nan")}

@@ -1,0 +1,130 @@
+"""The timing harness of the performance chapter (``notebooks/08_performance``): the machine, interleaved
+wall-clock rounds, medians, and the rows of the goals table.
+
+Every comparison runs in one process, on the same inputs. Contenders are timed in interleaved rounds
+(A B C, A B C, ...), so that a change in the machine's load hits all of them alike, and the chapter reports
+medians. These helpers measure; they never assert a speed (the tests check behaviour).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from helpers.core.validate import check_int
+from helpers.training.train import onednn_enabled
+
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores this process may use, memory, SIMD extensions, TensorFlow version and the load average."""
+    model, flags = _cpu_model_and_flags()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory = float("nan")
+    return {
+        "cpu": model,
+        "cores": cores,
+        "memory_gib": round(memory, 1),
+        "simd": [f for f in SIMD_FLAGS if f in flags],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "onednn": onednn_enabled(),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or cores,
+        "load_average": load_average(),
+    }
+
+
+def _cpu_model_and_flags() -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags from ``/proc/cpuinfo`` (Linux; elsewhere the platform's name)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes), to tell how contended the cores were."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def interleaved_times(
+    contenders: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each contender, timed in ``repeats`` interleaved rounds after ``warmup`` untimed calls.
+
+    A call's result is materialised (``.numpy()`` on tensors) before the clock stops.
+    """
+    repeats = check_int("repeats", repeats, minimum=1)
+    warmup = check_int("warmup", warmup, minimum=0)
+    if not contenders:
+        raise ValueError("contenders: need at least one callable to time")
+    for name, fn in contenders.items():
+        if not callable(fn):
+            raise TypeError(f"contenders: {name!r} is not callable")
+        for _ in range(warmup):
+            materialise(fn())
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            materialise(fn())
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def timed_call(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and its wall-clock seconds (a run whose result is needed can also be a timing sample)."""
+    if not callable(fn):
+        raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+    start = time.perf_counter()
+    value = fn()
+    materialise(value)
+    return value, time.perf_counter() - start
+
+
+def materialise(value: Any) -> None:
+    """Wait for ``value``'s computation: ``.numpy()`` on every tensor in it (nested tuples and lists too)."""
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            materialise(item)
+    elif hasattr(value, "numpy"):
+        value.numpy()
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values`` as a float (NaN for none)."""
+    return float(statistics.median(values)) if len(values) else float("nan")
+
+
+def goal_row(name: str, value: float | None, *, at_least: float | None = None, at_most: float | None = None) -> dict[str, Any]:
+    """One row of the goals table: the measured value, the goal and whether it is met (``None``: not measured)."""
+    if (at_least is None) == (at_most is None):
+        raise ValueError("at_least, at_most: give exactly one of them")
+    goal = f"≥ {at_least:g}" if at_least is not None else f"≤ {at_most:g}"
+    if value is None or not math.isfinite(value):
+        return {"goal": name, "target": goal, "measured": None, "met": None}
+    met = value >= at_least if at_least is not None else value <= at_most
+    return {"goal": name, "target": goal, "measured": float(value), "met": bool(met)}

@@ -1,0 +1,114 @@
+"""Figures used by several chapters. Each function returns a matplotlib Figure and sets no global state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def show_image(ax, image: np.ndarray) -> None:
+    """Draw one [0, 1] image (grey for one channel) on ``ax`` without ticks."""
+    image = np.clip(image, 0.0, 1.0)
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(image)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def attack_examples(
+    images: np.ndarray,
+    adversarial: np.ndarray,
+    probs_clean: np.ndarray,
+    probs_adv: np.ndarray,
+    targets: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    amplify: float = 10.0,
+    title: str = "",
+) -> Figure:
+    """Rows of (original with its top class / adversarial with the target / difference ×amplify), as in the paper."""
+    n = len(images)
+    fig = Figure(figsize=(6.6, 2.3 * n + (0.3 if title else 0)), layout="constrained")
+    axes = fig.subplots(n, 3, squeeze=False)
+    for row in range(n):
+        top = int(probs_clean[row].argmax())
+        target = int(targets[row])
+        show_image(axes[row, 0], images[row])
+        axes[row, 0].set_title(f"{class_names[top]} ({probs_clean[row, top]:.0%})", fontsize=9)
+        show_image(axes[row, 1], adversarial[row])
+        hit = "" if probs_adv[row].argmax() == target else " ✗"
+        axes[row, 1].set_title(f"→ {class_names[target]} ({probs_adv[row, target]:.0%}){hit}", fontsize=9)
+        delta = adversarial[row] - images[row]
+        show_image(axes[row, 2], 0.5 + amplify * delta)
+        axes[row, 2].set_title(f"δ ×{amplify:g}, ‖δ‖₂={np.linalg.norm(delta):.2f}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def image_grid(rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels: Sequence[str], *, size: float = 1.3) -> Figure:
+    """A grid of images: one row per array in ``rows`` (each N×H×W×C), labelled."""
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig = Figure(figsize=(size * n_cols + 0.8, size * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            show_image(axes[r, c], row[c])
+            if r == 0:
+                axes[r, c].set_title(col_labels[c], fontsize=8)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+    return fig
+
+
+def line_plot(
+    x: Sequence[float],
+    series: dict[str, Sequence[float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    errors: dict[str, Sequence[float]] | None = None,
+    title: str = "",
+    ax=None,
+) -> Figure:
+    fig = ax.figure if ax is not None else Figure(figsize=(5.2, 3.4), layout="constrained")
+    ax = ax if ax is not None else fig.subplots()
+    for name, values in series.items():
+        err = None if errors is None else errors.get(name)
+        ax.errorbar(x, values, yerr=err, marker="o", capsize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def show(fig: Figure, *, dpi: int = 110) -> None:
+    """Display a Figure in a notebook as a PNG (works with any matplotlib backend)."""
+    import io
+
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    display(Image(buffer.getvalue()))
+
+
+def to_png(fig: Figure, *, dpi: int = 90) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""Defences: the filter kinds and their Keras layers, randomized smoothing, robust training regimes."""

@@ -1,0 +1,97 @@
+"""The sanity checks that gate the adaptive verdicts (Carlini et al. 2019): one row per check and model, each with
+what was measured, its threshold and whether it passed; a failed check makes the verdict it gates inconclusive."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from helpers.core.validate import check_float, check_int
+from helpers.studies.verdicts import MIN_ACCURACY_EFFECT
+
+
+def sanity_checks(
+    *,
+    budgets: Sequence[float],
+    unbounded_success: Mapping[str, float],
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    worst: Mapping[str, np.ndarray],
+    noise: Mapping[str, np.ndarray],
+    more_effort: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    transfer: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    zero_gradients: Mapping[str, tuple[int, int]],
+    n_images: int,
+    n_strong: int,
+    floor: float = 0.05,
+) -> list[dict]:
+    """The checks of Carlini et al. (2019), one row per check and model, each with the number behind it.
+
+    Args:
+        budgets: the L2 budgets ε of the curves (increasing, starting at 0).
+        unbounded_success: per model, the success rate of the unbounded attack (the paper's, better gradient).
+        curves: per model, every robust-accuracy curve measured (per seed and attack), on ``budgets``.
+        worst: per model, the worst-case curve (over attacks, mean over seeds) on ``budgets``.
+        noise: per model, the accuracy under random noise of the same norms (mean over seeds) on ``budgets``.
+        more_effort: per model, (accuracy with the usual steps and restarts, with twice as many) of its strongest
+            attack at the same budgets, on the strong subset.
+        transfer: per defended model, (its white-box worst-case accuracy, its accuracy on the undefended
+            model's adversarial images) at the same budgets.
+        zero_gradients: per model, (gradients exactly 0, gradients computed) at the clean images and at random
+            points of the ε-balls, over every gradient the attacker uses.
+        n_images, n_strong: images per curve and in the strong subset; a difference of one image is noise.
+        floor: the accuracy that "about zero" allows at the largest budget.
+    """
+    budgets = np.asarray(budgets, dtype=np.float64)
+    n_images = check_int("n_images", n_images, minimum=1)
+    n_strong = check_int("n_strong", n_strong, minimum=1)
+    floor = check_float("floor", floor, minimum=0.0, maximum=1.0)
+    if len(budgets) < 2 or np.any(np.diff(budgets) <= 0):
+        raise ValueError(f"budgets: need at least two increasing budgets, got {budgets.tolist()}")
+    one, one_strong = 1.0 / n_images + 1e-12, 1.0 / n_strong + 1e-12
+    little = max(MIN_ACCURACY_EFFECT, one_strong)
+    nonzero = budgets > 0
+    rows = []
+
+    def row(check: str, model: str, measured: str, value: float, threshold: float, passed: bool) -> None:
+        rows.append({"check": check, "model": model, "measured": measured, "value": float(value),
+                     "threshold": float(threshold), "passed": bool(passed)})
+
+    for model in worst:
+        success = float(unbounded_success[model])
+        row("the unbounded attack always succeeds", model, f"success {success:.1%}", success, 1 - one, success >= 1 - one)
+        rises = {k: float(np.max(np.diff(np.asarray(v, dtype=np.float64)))) for k, v in curves[model].items()}
+        name = max(rises, key=rises.get)
+        row("a larger budget never raises accuracy", model, f"largest rise {rises[name]:+.1%} ({name})", rises[name], one,
+            rises[name] <= one)
+        last = float(np.asarray(worst[model])[-1])
+        row(f"accuracy reaches about 0 at the largest budget (ε = {budgets[-1]:g})", model, f"{last:.1%}", last, floor, last <= floor)
+        usual, doubled = (np.asarray(a, dtype=np.float64) for a in more_effort[model])
+        drop = float(np.max(usual - doubled))
+        row("twice the steps and restarts change little", model, f"accuracy falls by at most {drop:.1%}", drop, little, drop <= little)
+        zeros, tried = zero_gradients[model]
+        row("no zero gradient, at the clean images or at random points", model, f"{zeros} of {tried} gradients are 0", zeros, 0,
+            zeros == 0)
+        clean = float(np.asarray(worst[model])[0])
+        attack_damage = float(np.mean(clean - np.asarray(worst[model])[nonzero]))
+        noise_damage = float(np.mean(clean - np.asarray(noise[model])[nonzero]))
+        ratio = noise_damage / attack_damage if attack_damage > 0 else float("inf")
+        below = float(np.max(np.asarray(worst[model]) - np.asarray(noise[model])))
+        row("random noise of the same ‖δ‖₂ is far weaker", model, f"noise does {ratio:.0%} of the attack's damage", ratio, 0.5,
+            ratio <= 0.5 and below <= one)
+        if model in transfer:
+            white, moved = (np.asarray(a, dtype=np.float64) for a in transfer[model])
+            excess = float(np.max(white - moved))
+            row("white box is at least as strong as transfer", model, f"white box above transfer by at most {excess:+.1%}",
+                excess, one_strong, excess <= one_strong)
+    return rows
+
+
+def certificate_check(*, model: str, budgets: Sequence[float], violations: Sequence[int], n_images: int) -> dict:
+    """The sanity row of a smoothed model: no image is certified correct at a budget where the empirical attack
+    broke it (certified accuracy can never exceed attacked accuracy; a certificate fails with probability α)."""
+    worst = int(np.max(violations)) if len(violations) else 0
+    where = ", ".join(f"ε = {b:g}: {int(v)}" for b, v in zip(budgets, violations, strict=True) if v)
+    return {"check": "certified accuracy never exceeds attacked accuracy", "model": model,
+            "measured": f"{worst} of {n_images} digits certified yet broken" + (f" ({where})" if where else ""),
+            "value": float(worst), "threshold": 0.0, "passed": worst == 0}

@@ -1,0 +1,1 @@
+"""Data sets, architectures and training with a verified on-disk cache."""
