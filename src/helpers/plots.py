@@ -7,6 +7,28 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+# One colour per filter setting, the same in every panel and chapter: grey for no filter, blues darkening with σ for
+# the Gaussian, oranges darkening with the window for the median, a fixed colour per kind for other registered kinds.
+_KIND_MAPS = {"gaussian": ("Blues", 3.0, 0.0), "median": ("Oranges", 9.0, 1.0)}
+_OTHER_KINDS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def defence_colour(defence) -> str:
+    """The colour of a defence (a ``helpers.filters.Defence`` or its spec, ``"none"``, ``"gaussian:1.5"``, ``"median:3"``)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from helpers.filters import Defence
+
+    d = Defence.parse(defence)
+    if d.is_none:
+        return "#555555"
+    if d.kind in _KIND_MAPS:
+        cmap, top, bottom = _KIND_MAPS[d.kind]
+        share = min(max((float(d.value) - bottom) / (top - bottom), 0.0), 1.0)
+        return to_hex(colormaps[cmap](0.35 + 0.6 * share))
+    return _OTHER_KINDS[sum(map(ord, d.kind)) % len(_OTHER_KINDS)]
+
 
 def show_image(ax, image: np.ndarray) -> None:
     """Draw one [0, 1] image (grey for one channel) on ``ax`` without ticks."""
