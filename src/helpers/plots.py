@@ -124,8 +124,33 @@ def show(fig: Figure, *, dpi: int = 110) -> None:
     from IPython.display import Image, display
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # nothing cut off at the edges
     display(Image(buffer.getvalue()))
+
+
+def stack_figures(figures: Sequence[Figure], *, dpi: int = 110) -> Figure:
+    """Several figures as one, each under the previous: one numbered figure where the number of blocks depends on
+    the run (one per architecture the attack fooled, say)."""
+    import io
+
+    from matplotlib.image import imread
+
+    images = []
+    for figure in figures:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        buffer.seek(0)
+        images.append(imread(buffer))
+    if not images:
+        raise ValueError("figures: expected at least one figure")
+    heights = [image.shape[0] / dpi for image in images]
+    fig = Figure(figsize=(max(image.shape[1] for image in images) / dpi, sum(heights)))
+    axes = fig.subplots(len(images), 1, squeeze=False, gridspec_kw={"height_ratios": heights, "hspace": 0})[:, 0]
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
+    for ax, image in zip(axes, images, strict=True):
+        ax.imshow(image)
+        ax.set_axis_off()
+    return fig
 
 
 def to_png(fig: Figure, *, dpi: int = 90) -> bytes:
