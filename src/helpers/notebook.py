@@ -74,5 +74,8 @@ def verdict_table(rows):
     } for row in (rows.to_dict("records") if hasattr(rows, "to_dict") else rows)])
     return (shown.style.hide(axis="index")
             .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["Verdict"])
-            .set_properties(subset=["Evidence"], **{"font-size": "0.85em"})
-            .set_properties(subset=["Effect [95 % interval]"], **{"white-space": "nowrap"}))
+            .set_properties(subset=["Claim", "Evidence"], **{"font-size": "0.85em"})
+            .set_properties(subset=["Effect [95 % interval]"], **{"white-space": "nowrap"})
+            .set_table_styles([{"selector": "td", "props": "vertical-align: top;"},
+                               {"selector": "td.col0", "props": "min-width: 14em;"},
+                               {"selector": "td.col4", "props": "min-width: 18em;"}]))
