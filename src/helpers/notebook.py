@@ -63,7 +63,8 @@ def verdict_table(rows):
             return "—"
         if not all(math.isfinite(v) for v in (e, lo, hi)):
             return "—"
-        return f"{e:+.1%} [{lo:+.1%}, {hi:+.1%}]".replace("-", "−")
+        interval = f"[{lo:+.1%}, {hi:+.1%}]".replace("-", "−")
+        return f"{e:+.1%}".replace("-", "−") + f"<br><span style='font-size: 0.85em; color: #666; white-space: nowrap'>{interval}</span>"
 
     shown = pd.DataFrame([{
         "Claim": str(row["claim"]),
@@ -75,7 +76,5 @@ def verdict_table(rows):
     return (shown.style.hide(axis="index")
             .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["Verdict"])
             .set_properties(subset=["Claim", "Evidence"], **{"font-size": "0.85em"})
-            .set_properties(subset=["Effect [95 % interval]"], **{"white-space": "nowrap"})
             .set_table_styles([{"selector": "td", "props": "vertical-align: top;"},
-                               {"selector": "td.col0", "props": "min-width: 14em;"},
-                               {"selector": "td.col4", "props": "min-width: 18em;"}]))
+                               {"selector": "td.col0", "props": "min-width: 9em;"}]))
