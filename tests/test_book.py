@@ -226,6 +226,9 @@ def test_built_pages_number_chapters_and_caption_every_figure(quick_book):
 
 @pytest.mark.notebooks
 def test_prose_prints_values_not_parameter_names_and_every_glue_resolves(quick_book):
+    """No parameter name where its value belongs, no "chapter N" that is not a link, no glue left unresolved."""
+    from bs4 import BeautifulSoup
+
     from helpers.profiles import PARAMETERS
 
     names = {p.name for p in PARAMETERS}
@@ -236,6 +239,11 @@ def test_prose_prints_values_not_parameter_names_and_every_glue_resolves(quick_b
             if code.get_text(strip=True) in names and not _in_cell(code) and code.find_parent("pre") is None:
                 problems.append(f"{name}: parameter name {code.get_text(strip=True)!r} printed in the prose")
         text = body.get_text(" ")
+        prose = BeautifulSoup(str(body), "html.parser")  # the prose alone: no links, no cells
+        for node in prose.select("a, div.cell"):
+            node.decompose()
+        for match in re.finditer(r"\b[Cc]hapters? \d", prose.get_text(" ")):
+            problems.append(f"{name}: {match.group(0)!r} in words, not a link")
         for left in ("{glue", "glue:text", "::end_C"):
             if left in text:
                 problems.append(f"{name}: unresolved glue ({left!r} left in the page)")
