@@ -163,3 +163,98 @@ def test_scheduler_keeps_needs_and_lets_timing_chapters_run_alone(jobs):
     else:  # what needs nothing starts at once, in book order: chapter 1 beside chapter 4 (and chapter 7's first page)
         assert [name for name, start, _ in spans if start == 0] == ["01_attack", "04_training", "07_trusted"][:jobs]
         assert end["06_adaptive"] < sum(seconds.values()) - seconds["01_attack"]
+
+
+# ---------------------------------------------------------------- the book as its readers meet it
+LOG_LINE = re.compile(r"^(Epoch \d+/\d+|\d+/\d+ .*(step|ETA)|WARNING:(tensorflow|absl)|[IWEF]\d{4} \d\d:\d\d|.*triggered tf\.function retracing)",
+                      re.M)
+
+
+def _pages(html: Path) -> dict[str, "object"]:
+    from bs4 import BeautifulSoup
+
+    pages = {name: html / "book" / "executed" / f"{name}.html" for name in NOTEBOOKS}
+    pages["intro"] = html / "book" / "intro.html"  # index.html only redirects there
+    return {name: BeautifulSoup(path.read_text(), "html.parser") for name, path in pages.items()}
+
+
+def _in_cell(node) -> bool:
+    return any("cell" in (parent.get("class") or []) for parent in node.parents if parent.name == "div")
+
+
+@pytest.mark.notebooks
+def test_built_pages_show_no_code_logs_or_raw_values(quick_book):
+    """Code one click away (hide-input), no log line, traceback, path object or `nan` cell, no empty output toggle."""
+    problems = []
+    for name, soup in _pages(Path(quick_book)).items():
+        for cell in soup.select("div.cell"):
+            classes = cell.get("class") or []
+            if cell.select_one("div.cell_input") is not None and "tag_hide-input" not in classes:
+                problems.append(f"{name}: code shown: {cell.select_one('div.cell_input').get_text()[:60]!r}")
+            if "tag_hide-output" in classes and not cell.select_one("div.cell_output").get_text(strip=True):
+                problems.append(f"{name}: an output toggle that opens onto nothing")
+        for output in soup.select("div.cell_output"):
+            text = output.get_text("\n")
+            for bad in ("Traceback", "PosixPath"):
+                if bad in text:
+                    problems.append(f"{name}: {bad} in an output")
+            match = LOG_LINE.search(text)
+            if match:
+                problems.append(f"{name}: log line {match.group(0)[:60]!r}")
+        for cell in soup.select("td, th"):
+            if cell.get_text(strip=True).lower() in ("nan", "<na>"):
+                problems.append(f"{name}: {cell.get_text(strip=True)!r} in a table")
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.notebooks
+def test_built_pages_number_chapters_and_caption_every_figure(quick_book):
+    problems = []
+    for name, soup in _pages(Path(quick_book)).items():
+        if name != "intro":
+            if not any(h1.select_one("span.section-number") is not None for h1 in soup.select("h1")):
+                problems.append(f"{name}: the chapter has no number")
+        for image in soup.select("div.cell_output img"):
+            figure = image.find_parent("figure")
+            caption = figure.select_one("figcaption") if figure is not None else None
+            if caption is None or caption.select_one("span.caption-number") is None:
+                problems.append(f"{name}: a figure without a numbered caption ({image.get('src')})")
+            elif not (image.get("alt") or "").strip() or "/" in image.get("alt", "") and image["alt"].endswith(".png"):
+                problems.append(f"{name}: a figure without alt text")
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.notebooks
+def test_prose_prints_values_not_parameter_names_and_every_glue_resolves(quick_book):
+    """No parameter name where its value belongs, no "chapter N" that is not a link, no glue left unresolved."""
+    from bs4 import BeautifulSoup
+
+    from helpers.book.profiles import PARAMETERS
+
+    names = {p.name for p in PARAMETERS}
+    problems = []
+    for name, soup in _pages(Path(quick_book)).items():
+        body = soup.select_one("main") or soup
+        for code in body.select("code"):
+            if code.get_text(strip=True) in names and not _in_cell(code) and code.find_parent("pre") is None:
+                problems.append(f"{name}: parameter name {code.get_text(strip=True)!r} printed in the prose")
+        text = body.get_text(" ")
+        prose = BeautifulSoup(str(body), "html.parser")  # the prose alone: no links, no cells
+        for node in prose.select("a, div.cell"):
+            node.decompose()
+        for match in re.finditer(r"\b[Cc]hapters? \d", prose.get_text(" ")):
+            problems.append(f"{name}: {match.group(0)!r} in words, not a link")
+        for left in ("{glue", "glue:text", "::end_C"):
+            if left in text:
+                problems.append(f"{name}: unresolved glue ({left!r} left in the page)")
+    # every glue role of a page became text: as many pasted values as roles
+    pasted = 'class="pasted-text"'
+    sources = {name: "".join("".join(c["source"]) for c in json.loads((ROOT / "book" / "executed" / f"{name}.ipynb").read_text())["cells"]
+                             if c["cell_type"] == "markdown") for name in NOTEBOOKS}
+    sources["intro"] = (ROOT / "book" / "intro.md").read_text()
+    for name, text in sources.items():
+        page = (Path(quick_book) / ("book/intro.html" if name == "intro" else f"book/executed/{name}.html")).read_text()
+        roles, values = text.count("{glue:text}`"), page.count(pasted)
+        if values < roles:
+            problems.append(f"{name}: {roles} glue roles but {values} pasted values")
+    assert not problems, "\n".join(problems[:20])

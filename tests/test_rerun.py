@@ -164,7 +164,7 @@ def test_chapter_two_rerun_from_an_empty_folder_and_from_notebooks_gives_the_run
 
 @pytest.mark.notebooks
 def test_the_runner_names_the_chapters_a_changed_results_file_makes_stale(quick_book):
-    from helpers import results
+    from helpers.studies import results
 
     path = results.results_dir() / "gaussian_transfer.csv"
     original = path.read_bytes()

@@ -465,6 +465,7 @@ function render({ model, el }) {
     drawImage(thumb, images[i], shape);
     thumb.addEventListener("click", () => {
       selected = i;
+      targetChosen = false;
       picker.querySelectorAll("canvas").forEach((c, k) => { c.style.borderColor = k === i ? "#4c72b0" : "transparent"; });
       model.set("selected", i);
       model.save_changes();
@@ -474,6 +475,11 @@ function render({ model, el }) {
   });
   picker.querySelector("canvas").style.borderColor = "#4c72b0";
   classNames.forEach((name, i) => targetSelect.append(element("option", { value: String(i), text: name })));
+  // The menu starts on a wrong class, so that the first Attack shows an attack: the most likely class other than
+  // the prediction, once the model has predicted (until the reader picks a target; a new digit starts over).
+  let targetChosen = false;
+  targetSelect.value = String((digits.labels[selected] + 1) % classNames.length);
+  targetSelect.addEventListener("change", () => { targetChosen = true; });
   el.append(element("div", { class: "ls-root", style: "border:1px solid #ddd;border-radius:4px;padding:8px;margin:8px 0" }, [
     element("div", { style: "display:flex;gap:12px;align-items:center;flex-wrap:wrap" }, [
       element("label", {}, [`${symbol} `, range]), readout, element("span", { text: "digit:", style: "font-size:13px" }), picker]),
@@ -511,6 +517,7 @@ function render({ model, el }) {
     const logits = outputs.map((img) => forward(layers, img, shape).logits);
     const probs = softmax(logits[selected]), top = argmax(probs);
     bars.update(probs, { top });
+    if (!targetChosen) targetSelect.value = String(argmax(probs.map((p, i) => (i === top ? -1 : p))));
     prediction.textContent = `Prediction: ${classNames[top]} (${(100 * probs[top]).toFixed(1)} %), true label ${classNames[digits.labels[selected]]}.`;
     Object.assign(view, { value, spec: chosen.spec, key: chosen.key, logits: logits.map((l) => Array.from(l)), filtered: outputs.map((o) => Array.from(o)), selected });
     el.dataset.status = view.status = "ready";

@@ -7,6 +7,28 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+# One colour per filter setting, the same in every panel and chapter: grey for no filter, blues darkening with σ for
+# the Gaussian, oranges darkening with the window for the median, a fixed colour per kind for other registered kinds.
+_KIND_MAPS = {"gaussian": ("Blues", 3.0, 0.0), "median": ("Oranges", 9.0, 1.0)}
+_OTHER_KINDS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def defence_colour(defence) -> str:
+    """The colour of a defence (a ``helpers.filters.Defence`` or its spec, ``"none"``, ``"gaussian:1.5"``, ``"median:3"``)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from helpers.defences.filters import Defence
+
+    d = Defence.parse(defence)
+    if d.is_none:
+        return "#555555"
+    if d.kind in _KIND_MAPS:
+        cmap, top, bottom = _KIND_MAPS[d.kind]
+        share = min(max((float(d.value) - bottom) / (top - bottom), 0.0), 1.0)
+        return to_hex(colormaps[cmap](0.35 + 0.6 * share))
+    return _OTHER_KINDS[sum(map(ord, d.kind)) % len(_OTHER_KINDS)]
+
 
 def show_image(ax, image: np.ndarray) -> None:
     """Draw one [0, 1] image (grey for one channel) on ``ax`` without ticks."""
@@ -102,8 +124,33 @@ def show(fig: Figure, *, dpi: int = 110) -> None:
     from IPython.display import Image, display
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # nothing cut off at the edges
     display(Image(buffer.getvalue()))
+
+
+def stack_figures(figures: Sequence[Figure], *, dpi: int = 110) -> Figure:
+    """Several figures as one, each under the previous: one numbered figure where the number of blocks depends on
+    the run (one per architecture the attack fooled, say)."""
+    import io
+
+    from matplotlib.image import imread
+
+    images = []
+    for figure in figures:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        buffer.seek(0)
+        images.append(imread(buffer))
+    if not images:
+        raise ValueError("figures: expected at least one figure")
+    heights = [image.shape[0] / dpi for image in images]
+    fig = Figure(figsize=(max(image.shape[1] for image in images) / dpi, sum(heights)))
+    axes = fig.subplots(len(images), 1, squeeze=False, gridspec_kw={"height_ratios": heights, "hspace": 0})[:, 0]
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
+    for ax, image in zip(axes, images, strict=True):
+        ax.imshow(image)
+        ax.set_axis_off()
+    return fig
 
 
 def to_png(fig: Figure, *, dpi: int = 90) -> bytes:
