@@ -175,6 +175,7 @@ def _pages(html: Path) -> dict[str, "object"]:
 
     pages = {name: html / "book" / "executed" / f"{name}.html" for name in NOTEBOOKS}
     pages["intro"] = html / "book" / "intro.html"  # index.html only redirects there
+    pages["about"] = html / "book" / "about.html"
     return {name: BeautifulSoup(path.read_text(), "html.parser") for name, path in pages.items()}
 
 
