@@ -237,6 +237,8 @@ def test_prose_prints_values_not_parameter_names_and_every_glue_resolves(quick_b
     for name, soup in _pages(Path(quick_book)).items():
         body = soup.select_one("main") or soup
         for code in body.select("code"):
+            if name == "about":  # the page on how the book is built documents the parameters by name
+                break
             if code.get_text(strip=True) in names and not _in_cell(code) and code.find_parent("pre") is None:
                 problems.append(f"{name}: parameter name {code.get_text(strip=True)!r} printed in the prose")
         text = body.get_text(" ")
