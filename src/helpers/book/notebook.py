@@ -9,7 +9,7 @@ from typing import Any
 from helpers.book.preflight import preflight
 from helpers.book.profiles import PROFILE_NAMES, profile_parameters, shown_parameters
 
-__all__ = ["LAB_PROFILE_ENV", "apply_lab_profile", "check_parameters", "glue", "run_settings", "sentence", "verdict_table"]
+__all__ = ["LAB_PROFILE_ENV", "apply_lab_profile", "check_parameters", "glue", "glue_all", "run_settings", "sentence", "verdict_table"]
 
 # Set by `make lab` (scripts/lab.py) to the profile of the build in data/, so that a chapter opened in JupyterLab
 # runs with the parameters its results were made with.
@@ -68,6 +68,12 @@ def glue(name: str, value: Any) -> None:
     if hasattr(value, "item"):
         value = value.item()
     _glue(name, value, display=False)
+
+
+def glue_all(values: Mapping[str, Any]) -> None:
+    """:func:`glue` every value of ``values`` under its name, in order."""
+    for name, value in values.items():
+        glue(name, value)
 
 
 def sentence(text: str) -> str:

@@ -30,6 +30,14 @@ CLAIMS = {
 RMS_THRESHOLD = 8 / 255
 # C2: both architectures must reach this clean accuracy before their perturbations are compared.
 MIN_ARCH_ACCURACY = 0.6
+# Chapter 1's wording: a median digit with more than this share of its pixels changed by more than 8/255 has its
+# change spread over the strokes and around them, not confined to a few pixels.
+SPREAD_SHARE = 0.1
+# Chapter 9's wording on the transfer controls: adversarial images of the undefended model that still reach their
+# target on a defended model in fewer than this share mostly no longer fool it; images pushed past the boundary are
+# helped by the blur when the defended models restore more than this much above the best control.
+TRANSFER_FOOLS_SHARE = 0.5
+TRANSFER_HELP_MARGIN = 0.05
 
 
 def _verdict(value: str) -> str:
