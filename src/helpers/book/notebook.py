@@ -70,6 +70,12 @@ def glue(name: str, value: Any) -> None:
     _glue(name, value, display=False)
 
 
+def glue_all(values: Mapping[str, Any]) -> None:
+    """:func:`glue` of every value of ``values`` under its name, in order."""
+    for name, value in values.items():
+        glue(name, value)
+
+
 def sentence(text: str) -> str:
     """``text`` as the start of a sentence: its first letter in capitals (evidence strings begin in lower case)."""
     text = str(text).strip()
