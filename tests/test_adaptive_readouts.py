@@ -17,6 +17,7 @@ from helpers.studies.adaptive_readouts import (
     paper_attack_glued,
     square_wins,
     strong_glued,
+    strong_readout,
 )
 from helpers.studies.verdicts import MIN_ROBUST_GAIN
 
@@ -113,3 +114,14 @@ def test_glue_all_glues_every_value_in_order(monkeypatch):
     monkeypatch.setattr(notebook, "glue", lambda name, value: seen.append((name, value)))
     notebook.glue_all({"a": 1, "b": "two"})
     assert seen == [("a", 1), ("b", "two")]
+
+
+def test_strong_readout_names_square_wins_and_glues_the_sentences():
+    intact, broken = np.ones((2, 3), bool), np.array([[True] * 3, [False, True, True]])
+    results = {"APGD-CE exact": _result(intact), "APGD-DLR exact": _result(intact), "APGD-CE BPDA": _result(broken),
+               "APGD-DLR BPDA": _result(intact), "Square": _result(broken)}
+    free_wins, glued = strong_readout({"g": {0: results}}, {"g": {"gradient worst": {0: intact}}}, names={"g": "G"}, defended=["g"],
+                                      seeds=[0], largest_drop=0.05, use_strong=True, n_strong=3, n_adaptive=9)
+    assert free_wins == ["G: 1 digit-budget pairs"]
+    assert glued["strong_decision"] == "more than" and "on these 3 digits" in glued["strong_consequence"]
+    assert "0 of the 1 defended models" in glued["gradient_sentence"]

@@ -15,10 +15,12 @@ from helpers.studies.adaptive_sections import (
     best_success,
     chapter6_checks,
     chapter6_image_rows,
+    curve_table,
     every_curve,
     paper_attack_rows,
     pgd_flags,
     seed_mean,
+    study_models,
     transfer_control_rows,
 )
 from helpers.studies.adaptive_study import Gain
@@ -123,3 +125,16 @@ def test_chapter_tables_format_the_rows():
     assert "✗ FAIL" in checks_view([{"check": "c", "model": "G", "passed": False, "value": 1, "threshold": 0}]).to_html()
     gain = Gain(model="G", effect=0.1, low=0.05, high=0.15, p_value=0.01, p_holm=0.02, n_seeds=3, n_images=10)
     assert "+10.0%" in gain_view({"G": gain}, {"G": np.array([[0.5, 0.7]])}).to_html()
+
+
+def test_study_models_group_by_defence_and_seed_and_curve_table_keeps_the_order():
+    fits = {(spec, k): SimpleNamespace(model=f"{spec}/{k}") for spec in ("none", "gaussian:1.5") for k in (3, 4)}
+    grouped = study_models(fits, roles=["none", "gaussian:1.5"], seeds=[3, 4])
+    assert grouped.by_seed["gaussian:1.5"] == {3: "gaussian:1.5/3", 4: "gaussian:1.5/4"}
+    assert grouped.models == {"none": "none/3", "gaussian:1.5": "gaussian:1.5/3"}
+    assert grouped.defended == ["gaussian:1.5"] and grouped.names["none"] == Defence.parse("none").label
+    flags = np.array([[True, True, True], [True, False, False]])
+    rows = curve_table({"none": {"worst": {0: flags, 1: flags}}, "g": {"worst": {0: flags, 1: flags}}}, names={"none": "N", "g": "G"},
+                       images="all", budgets=[0.0, 1.0], n_resamples=10, seed=0)
+    assert [r["model"] for r in rows][:1] == ["none"] and rows[-1]["model"] == "g"
+    assert {r["label"] for r in rows} == {"N", "G"} and {r["images"] for r in rows} == {"all"}

@@ -154,3 +154,14 @@ def middle_budget_glued(curves: pd.DataFrame, *, budgets: Sequence[float], defen
     noise_at = curves[(curves["attack"] == "noise") & (curves["budget"] == mid)].set_index("model")
     return mid, {"mid_budget": mid, "mid_none": worst_at.loc["none", "accuracy"] * 100, "mid_best_label": names[best_mid],
                  "mid_best": worst_at.loc[best_mid, "accuracy"] * 100, "mid_noise_none": noise_at.loc["none", "accuracy"] * 100}
+
+
+def strong_readout(strong: Mapping[str, Mapping[int, Mapping[str, RobustnessResult]]],
+                   strong_flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *, names: Mapping[str, str],
+                   defended: Sequence[str], seeds: Sequence[int], largest_drop: float, use_strong: bool, n_strong: int,
+                   n_adaptive: int) -> tuple[list[str], dict]:
+    """Square's wins per model (``"label: n digit-budget pairs"``, for C6) and the strong attacks' glue."""
+    free_wins = [f"{names[s]}: {n} digit-budget pairs" for s, n in square_wins(strong, strong_flags, seeds=seeds).items() if n]
+    exact_wins = [names[s] for s in exact_gradient_wins(strong, defended=defended, seeds=seeds)]
+    return free_wins, strong_glued(exact_wins=exact_wins, n_defended=len(defended), gradient_free_wins=free_wins,
+                                   largest_drop=largest_drop, use_strong=use_strong, n_strong=n_strong, n_adaptive=n_adaptive)

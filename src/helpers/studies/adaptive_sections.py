@@ -4,17 +4,45 @@ attack and seed, the per-seed means the sanity checks read, and the per-image ro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
 
 from helpers.attacks.adaptive import RobustnessStudy, bpda_model, transfer_rates
 from helpers.core.stats import bootstrap_ci
-from helpers.studies.adaptive_study import noise_like, robustness_image_rows
+from helpers.defences.filters import Defence
+from helpers.studies.adaptive_study import curve_rows, noise_like, robustness_image_rows
 from helpers.studies.evaluate import attack_evaluation
 from helpers.studies.sanity import sanity_checks
 
 NOISE_CONTROL = "control: + random noise of the same ‖δ‖₂"
+
+
+@dataclass(frozen=True)
+class StudyModels:
+    """Chapter 6's models: per defence and seed, the first seed's, their labels and the defended ones."""
+
+    by_seed: dict[str, dict[int, keras.Model]]
+    models: dict[str, keras.Model]  # the first seed's, for the single-model sections
+    names: dict[str, str]
+    defended: list[str]
+
+
+def study_models(fits: Mapping[tuple[str, int], Any], *, roles: Sequence[str], seeds: Sequence[int]) -> StudyModels:
+    """Group the trained models (``fits``: (defence, seed) → an object with ``.model``) by defence and seed."""
+    by_seed = {spec: {k: fits[spec, k].model for k in seeds} for spec in roles}
+    return StudyModels(by_seed=by_seed, models={spec: by_seed[spec][seeds[0]] for spec in roles},
+                       names={spec: Defence.parse(spec).label for spec in roles}, defended=[s for s in roles if s != "none"])
+
+
+def curve_table(flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *, names: Mapping[str, str], images: str,
+                budgets: Sequence[float], n_resamples: int, seed: int) -> list[dict]:
+    """``robustness.csv`` rows of every model (:func:`helpers.studies.adaptive_study.curve_rows`), in order."""
+    return [row for spec, curves in flags.items() for row in curve_rows(model=spec, label=names[spec], images=images,
+                                                                         budgets=budgets, curves=curves, n_resamples=n_resamples,
+                                                                         seed=seed)]
 
 
 def transfer_control_rows(
