@@ -249,3 +249,12 @@ def test_transfer_measures_are_nan_without_adversarial_images():
     assert [r["defence"] for r in rows] == ["none", "gaussian:1"]
     assert all(np.isnan(r[k]) for r in rows for k in ("clean_accuracy", "still_target", "restored"))
     assert all(np.isnan(v) for v in transfer_rates(model, no_labels, empty, no_labels).values())
+
+
+def test_c7_verdict_is_inconclusive_without_a_chosen_blur():
+    from helpers.studies.verdicts import c7_verdict
+
+    assert c7_verdict([], blur=None, statistic="robust share") == {"verdict": "inconclusive",
+                                                                     "evidence": "chapter 5 chose no Gaussian filter"}
+    assert c7_verdict([], blur="Gaussian σ = 1.5", statistic="robust share")["verdict"] in ("inconclusive", "confirmed", "partly",
+                                                                                          "refuted")

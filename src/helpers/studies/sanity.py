@@ -95,3 +95,15 @@ def certificate_check(*, model: str, budgets: Sequence[float], violations: Seque
     return {"check": "certified accuracy never exceeds attacked accuracy", "model": model,
             "measured": f"{worst} of {n_images} digits certified yet broken" + (f" ({where})" if where else ""),
             "value": float(worst), "threshold": 0.0, "passed": worst == 0}
+
+
+def failed_checks(checks: Sequence[Mapping]) -> list[str]:
+    """The failed checks, each as ``"check (model)"``, in the order of ``checks``."""
+    return [f"{c['check']} ({c['model']})" for c in checks if not c["passed"]]
+
+
+def sanity_glued(checks: Sequence[Mapping]) -> dict:
+    """The checks that passed, their number and the sentence naming the failed ones, by glue name."""
+    failed = failed_checks(checks)
+    return {"sanity_passed": sum(bool(c["passed"]) for c in checks), "sanity_total": len(checks),
+            "sanity_sentence": "Every check passes." if not failed else "Failed: " + "; ".join(failed) + "."}

@@ -349,6 +349,15 @@ def alternatives_verdict(
             "n_seeds": gain.n_seeds, "n_images": gain.n_images, "evidence": evidence}
 
 
+def c7_verdict(
+    alternatives: Sequence[Alternative], *, blur: str | None, statistic: str, failed_checks: Sequence[str] = (), n_checks: int = 0
+) -> dict:
+    """C7 (:func:`alternatives_verdict`) for the blur chapter 5 chose; *inconclusive* when it chose no Gaussian filter."""
+    if not blur:
+        return {"verdict": "inconclusive", "evidence": "chapter 5 chose no Gaussian filter"}
+    return alternatives_verdict(alternatives, blur=blur, statistic=statistic, failed_checks=failed_checks, n_checks=n_checks)
+
+
 def collect_claims() -> dict:
     """The verdicts that chapters 1, 5 and 6 wrote to the results folder: C1 (decided here from ``attack.csv``), C2,
     C3–C5 (one entry per measure) and C6 when chapter 6 has run."""

@@ -1,0 +1,55 @@
+"""Chapter 6's and 7's tables as the reader sees them: each function takes the rows or frame the chapter computed
+and returns a pandas Styler with the book's formats (percentages, intervals, ``—`` for a missing value)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from helpers.studies.adaptive_study import Gain
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+
+def transfer_view(summary: pd.DataFrame) -> Styler:
+    """The transferred digits: share still on target and share classified correctly, per set and receiver."""
+    return (summary.rename(columns={"images": "images", "role": "role", "receiver": "model that receives them",
+                                    "still_target": "still the target", "correct": "classified correctly"})
+            .style.format({"still the target": "{:.1%}", "classified correctly": "{:.1%}"}, na_rep="—").hide(axis="index")
+            .set_caption("Transferred adversarial digits: share still on target and share classified correctly (mean over seeds)"))
+
+
+def paper_attack_view(paper_table: pd.DataFrame) -> Styler:
+    """The paper's attack per model and gradient: success, median ‖δ‖₂ with its interval, mean steps."""
+    intervals = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(paper_table["median_l2_lo"], paper_table["median_l2_hi"], strict=True)]
+    return (paper_table.assign(interval=intervals)
+            [["model", "gradient", "n_attacked", "success_rate", "median_l2", "interval", "mean_steps"]]
+            .rename(columns={"n_attacked": "digits attacked", "success_rate": "success", "median_l2": "median ‖δ‖₂",
+                             "interval": "95 % interval", "mean_steps": "mean steps"})
+            .style.format({"success": "{:.1%}", "median ‖δ‖₂": "{:.2f}", "mean steps": "{:.1f}"}, na_rep="—").hide(axis="index"))
+
+
+def strong_view(strong_curves: pd.DataFrame) -> Styler:
+    """Robust accuracy on the strong subset per model and attack (rows) and budget ε > 0 (columns)."""
+    wide = strong_curves.pivot_table(index=["label", "attack"], columns="budget", values="accuracy", sort=False)
+    shown = wide.reset_index().rename(columns={"label": "model"})
+    shown.columns = [c if isinstance(c, str) else f"ε = {c:g}" for c in shown.columns]
+    return shown.style.format("{:.1%}", subset=[c for c in shown.columns if c.startswith("ε")], na_rep="—").hide(axis="index").set_caption(
+        "Robust accuracy on the strong subset, every attack and the worst cases (mean over seeds)")
+
+
+def checks_view(checks: Sequence[Mapping]) -> Styler:
+    """The sanity checks, each passed or failed."""
+    return pd.DataFrame(checks).drop(columns=["value", "threshold"]).assign(
+        passed=lambda t: t["passed"].map({True: "✓ pass", False: "✗ FAIL"})).style.hide(axis="index")
+
+
+def gain_view(gains: Mapping[str, Gain], shares: Mapping) -> Styler:
+    """Each defended model's robust share, its gain over the undefended model with its interval and Holm's p."""
+    table = pd.DataFrame([{"model": g.model, "robust share": float(shares[g.model].mean()), "gain": g.effect, "low": g.low,
+                           "high": g.high, "p (Holm)": g.p_holm, "seeds": g.n_seeds, "digits": g.n_images} for g in gains.values()])
+    return table.style.format({"robust share": "{:.1%}", "gain": "{:+.1%}", "low": "{:+.1%}", "high": "{:+.1%}",
+                               "p (Holm)": "{:.3f}"}, na_rep="—").hide(axis="index")

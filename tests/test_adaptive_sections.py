@@ -1,0 +1,140 @@
+"""Chapter 6's loops as functions, and its figures: on tiny untrained models and small arrays, no training."""
+
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.book.adaptive_figures import curves_figure, gain_figure, gradient_figure, sweep_figure
+from helpers.defences.filters import Defence
+from helpers.studies.adaptive_readouts import gradient_maps, pixel_sweep
+from helpers.studies.adaptive_sections import (
+    NOISE_CONTROL,
+    best_success,
+    chapter6_checks,
+    chapter6_image_rows,
+    curve_table,
+    every_curve,
+    paper_attack_rows,
+    pgd_flags,
+    seed_mean,
+    study_models,
+    transfer_control_rows,
+)
+from helpers.studies.adaptive_study import Gain
+
+
+def _model(seed: int = 0, defence: str = "none") -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    blur = Defence.parse(defence).layer()
+    return keras.Sequential([keras.Input((4, 4, 1)), *([blur] if blur is not None else []), keras.layers.Flatten(),
+                             keras.layers.Dense(3)])
+
+
+@pytest.fixture(scope="module")
+def digits():
+    rng = np.random.default_rng(0)
+    return rng.random((6, 4, 4, 1)).astype(np.float32), np.array([0, 1, 2, 0, 1, 2])
+
+
+def test_transfer_control_rows_feed_every_set_to_every_receiver_and_a_noise_control(digits):
+    x, y = digits
+    targets = (y + 1) % 3
+    source = _model(0)
+    sets = {"boundary": (x * 0.99, np.ones(6, bool)), "confident": (x * 0.9, np.arange(6) < 2)}
+    rows = transfer_control_rows(sets, images=x, labels=y, targets=targets, receivers=[("G", "defended", 0, _model(1))],
+                                 source=source, source_label="none", seed=0)
+    assert [(r["images"], r["role"], r["n"]) for r in rows] == [("boundary", "defended", 6), ("boundary", NOISE_CONTROL, 6),
+                                                                ("confident", "defended", 2), ("confident", NOISE_CONTROL, 2)]
+    assert all(0 <= r["correct"] <= 1 and 0 <= r["still_target"] <= 1 for r in rows)
+
+
+def test_paper_attack_rows_attack_the_defended_models_with_both_gradients(digits):
+    x, y = digits
+    rows = paper_attack_rows({"none": _model(0), "gaussian:1.5": _model(1, "gaussian:1.5")}, defended=["gaussian:1.5"],
+                             names={"none": "no defence", "gaussian:1.5": "G"}, images=x, labels=y, n_images=4, seed=0,
+                             step=0.5, max_steps=5, n_bootstrap=20)
+    assert [(r["model"], r["gradient"]) for r in rows] == [("no defence", "exact"), ("G", "exact"), ("G", "BPDA")]
+    assert {"success_rate", "median_l2", "median_l2_lo", "median_l2_hi"} <= set(rows[0])
+    assert best_success([{"defence": "g", "success_rate": 0.5}, {"defence": "g", "success_rate": 0.7}], {"g": "G"}) == {"G": 0.7}
+
+
+def test_pgd_flags_seed_means_and_curves():
+    result = lambda flags: SimpleNamespace(correct=np.asarray(flags))  # noqa: E731
+    study = SimpleNamespace(attacks={"m": {"exact": result([[1, 1], [1, 0]]), "BPDA": result([[1, 1], [0, 1]])}},
+                            noise={"m": result([[1, 1], [1, 1]])}, worst=lambda spec: np.array([[1, 1], [0, 0]]))
+    found = pgd_flags({0: study, 1: study}, "m", seeds=[0, 1])
+    assert list(found) == ["exact", "BPDA", "worst", "noise"] and list(found["worst"]) == [0, 1]
+    assert seed_mean(found["exact"]).tolist() == [1.0, 0.5]
+    assert list(every_curve(found)) == ["exact, seed 0", "exact, seed 1", "BPDA, seed 0", "BPDA, seed 1", "worst, seed 0",
+                                        "worst, seed 1"]
+
+
+def test_chapter6_image_rows_cover_every_digit_then_the_subset():
+    pick, labels = np.array([7, 3, 5]), np.array([1, 2, 3])
+    rows = chapter6_image_rows(model="m", seed=0, model_file="f", pick=pick, labels=labels, budgets=[0.0, 1.0],
+                               pgd_worst=np.array([[1, 1, 1], [1, 0, 1]], bool), sub=slice(0, 2), strong_budgets=[0.0, 2.0],
+                               strong_worst=np.array([[1, 1], [0, 0]], bool))
+    assert [(r["evaluation"][:3], r["test_index"], r["budget"], r["broken"]) for r in rows] == [
+        ("PGD", 7, 1.0, False), ("PGD", 3, 1.0, True), ("PGD", 5, 1.0, False), ("str", 7, 2.0, True), ("str", 3, 2.0, True)]
+
+
+def test_chapter6_figures_have_a_panel_per_model(digits):
+    x, y = digits
+    pixel, sweep, swept = pixel_sweep(x[0], ["gaussian:1.5", "median:3"], points=11)
+    assert len(sweep) == 11 and set(swept) == {"gaussian:1.5", "median:3"} and x[0][pixel][0] == pytest.approx(
+        x[0][..., 0].flat[np.argmin(np.abs(x[0][..., 0] - 0.5))])
+    names = {"none": "no defence", "gaussian:1.5": "G", "median:3": "M"}
+    assert len(sweep_figure(x[0], pixel, sweep, swept, names).axes) == 2
+    maps = gradient_maps({"gaussian:1.5": _model(0, "gaussian:1.5")}, x[:1], y[:1], ["gaussian:1.5"])
+    assert [m.shape for m in maps["gaussian:1.5"]] == [(4, 4)] * 3
+    assert len(gradient_figure(x[0], maps, names).axes) == 4
+    curves = pd.DataFrame([{"model": m, "attack": a, "budget": b, "accuracy": 0.5, "low": 0.4, "high": 0.6}
+                           for m in ("none", "gaussian:1.5") for a in ("worst", "exact", "noise") for b in (0.0, 1.0)])
+    assert len(curves_figure(curves, ["none", "gaussian:1.5"], names).axes) == 2
+    gain = Gain(model="G", effect=0.1, low=0.05, high=0.15, p_value=0.01, p_holm=0.01, n_seeds=3, n_images=10)
+    assert len(gain_figure({"G": gain}, statistic="robust share").axes) == 1
+
+
+def test_chapter6_checks_read_every_curve_and_name_each_model():
+    n = 10
+    ones, half = np.ones((3, n), bool), np.stack([np.ones(n, bool), np.arange(n) < 5, np.arange(n) < 2])
+    pgd = {s: {"exact": {0: half}, "worst": {0: half}, "noise": {0: ones}} for s in ("none", "g")}
+    strong = {s: {"worst": {0: half[:2]}} for s in ("none", "g")}
+    checks = chapter6_checks(
+        budgets=[0.0, 1.0, 2.0], names={"none": "N", "g": "G"}, defended=["g"],
+        paper_rows=[{"defence": "none", "success_rate": 1.0}, {"defence": "g", "success_rate": 1.0}], pgd=pgd, strong_flags=strong,
+        more_effort={"N": (np.array([0.5]), np.array([0.5])), "G": (np.array([0.5]), np.array([0.5]))},
+        transferred={"g": np.array([1.0, 0.9])}, zero_gradients={"N": (0, 10), "G": (0, 10)}, n_images=n, n_strong=n)
+    assert {c["model"] for c in checks} == {"N", "G"}
+    assert all({"check", "passed", "value", "threshold"} <= set(c) for c in checks)
+
+
+def test_chapter_tables_format_the_rows():
+    from helpers.book.adaptive_tables import checks_view, gain_view, paper_attack_view, strong_view, transfer_view
+
+    summary = pd.DataFrame([{"images": "b", "role": "defended", "receiver": "G", "still_target": 0.1, "correct": 0.8}])
+    assert "classified correctly" in transfer_view(summary).to_html()
+    paper = pd.DataFrame([{"model": "N", "gradient": "exact", "n_attacked": 4, "success_rate": 1.0, "median_l2": 1.234,
+                           "median_l2_lo": 1.0, "median_l2_hi": 1.5, "mean_steps": 12.0}])
+    assert "[1.00, 1.50]" in paper_attack_view(paper).to_html()
+    curves = pd.DataFrame([{"label": "G", "attack": "worst", "budget": 1.0, "accuracy": 0.25}])
+    assert "ε = 1" in strong_view(curves).to_html() and "25.0%" in strong_view(curves).to_html()
+    assert "✗ FAIL" in checks_view([{"check": "c", "model": "G", "passed": False, "value": 1, "threshold": 0}]).to_html()
+    gain = Gain(model="G", effect=0.1, low=0.05, high=0.15, p_value=0.01, p_holm=0.02, n_seeds=3, n_images=10)
+    assert "+10.0%" in gain_view({"G": gain}, {"G": np.array([[0.5, 0.7]])}).to_html()
+
+
+def test_study_models_group_by_defence_and_seed_and_curve_table_keeps_the_order():
+    fits = {(spec, k): SimpleNamespace(model=f"{spec}/{k}") for spec in ("none", "gaussian:1.5") for k in (3, 4)}
+    grouped = study_models(fits, roles=["none", "gaussian:1.5"], seeds=[3, 4])
+    assert grouped.by_seed["gaussian:1.5"] == {3: "gaussian:1.5/3", 4: "gaussian:1.5/4"}
+    assert grouped.models == {"none": "none/3", "gaussian:1.5": "gaussian:1.5/3"}
+    assert grouped.defended == ["gaussian:1.5"] and grouped.names["none"] == Defence.parse("none").label
+    flags = np.array([[True, True, True], [True, False, False]])
+    rows = curve_table({"none": {"worst": {0: flags, 1: flags}}, "g": {"worst": {0: flags, 1: flags}}}, names={"none": "N", "g": "G"},
+                       images="all", budgets=[0.0, 1.0], n_resamples=10, seed=0)
+    assert [r["model"] for r in rows][:1] == ["none"] and rows[-1]["model"] == "g"
+    assert {r["label"] for r in rows} == {"N", "G"} and {r["images"] for r in rows} == {"all"}

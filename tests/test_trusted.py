@@ -1,0 +1,74 @@
+"""Chapter 7's loops as functions and its figures: small arrays and a tiny untrained model, no training."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.book.comparison_figures import comparison_figure, smoothing_figure
+from helpers.studies.adaptive_study import Gain
+from helpers.studies.trusted import (
+    compared_rows,
+    comparison_rows,
+    trusted_clean_accuracy,
+    trusted_image_rows,
+    violation_sentence,
+)
+from helpers.studies.verdicts import Alternative
+
+
+def test_trusted_clean_accuracy_of_plain_and_smoothed_models():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).random((8, 4, 4, 1)).astype(np.float32)
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    assert trusted_clean_accuracy([model, model], x, predicted, sigma=None, n0=10, seed=0) == 1.0
+    smoothed = trusted_clean_accuracy([model], x, predicted, sigma=0.25, n0=20, seed=0)
+    assert 0.0 <= smoothed <= 1.0
+
+
+def test_trusted_image_rows_one_row_per_measure_budget_and_digit():
+    rows = trusted_image_rows(method="AT", parameter="pgd:2", seed=1, model_file="f", test_index=np.array([9, 4]),
+                              labels=np.array([3, 5]), budgets=[0.0, 1.0],
+                              measures={"attacked": np.array([[1, 1], [0, 1]], bool), "certified": np.zeros((2, 2), bool)})
+    assert len(rows) == 8
+    assert [(r["measure"], r["budget"], r["test_index"], r["robust"]) for r in rows[:4]] == [
+        ("attacked", 0.0, 9, True), ("attacked", 0.0, 4, True), ("attacked", 1.0, 9, False), ("attacked", 1.0, 4, True)]
+
+
+def test_violation_sentence():
+    assert violation_sentence({"a": np.zeros(3)}).startswith("No digit was certified")
+    assert "2 digit(s)" in violation_sentence({"a": np.zeros(3), "b": np.array([0, 2, 1])})
+
+
+def test_comparison_rows_label_every_method_and_measure():
+    flags = np.ones((2, 2, 3), bool)  # seeds, budgets, images
+    rows = comparison_rows(
+        names={"none": "no defence", "gaussian:1.5": "G", "pgd:2": "AT", "noise:0.5": "RS"}, blurs=["gaussian:1.5"],
+        adversarial="pgd:2", worst_flags={"none": flags, "gaussian:1.5": flags},
+        trusted_flags={("pgd:2", "attacked"): flags, ("noise:0.5", "attacked"): flags, ("noise:0.5", "certified"): flags},
+        seeds=[0, 1], budgets=[0.0, 1.0], clean={k: 0.9 for k in ("none", "gaussian:1.5", "pgd:2", "noise:0.5")},
+        seconds={k: 1.0 for k in ("none", "gaussian:1.5", "pgd:2", "noise:0.5")},
+        cost={("pgd:2", "attacked"): 0.5, ("noise:0.5", "attacked"): 0.1, ("noise:0.5", "certified"): 0.2}, n_resamples=10, seed=0)
+    found = {(r["method"], r["measure"]) for r in rows}
+    assert found == {("none", "attacked (chapter 6 worst case)"), ("blur", "attacked (chapter 6 worst case)"),
+                     ("adversarial training", "attacked (worst case)"), ("randomized smoothing", "attacked (EOT-PGD)"),
+                     ("randomized smoothing", "certified")}
+    certified = [r for r in rows if r["measure"] == "certified"]
+    assert {r["eval_cpu_seconds_per_image"] for r in certified} == {0.2}
+    assert all(np.isnan(r["eval_cpu_seconds_per_image"]) for r in rows if r["method"] == "blur")
+
+
+def test_compared_rows_and_chapter7_figures():
+    gain = Gain(model="blur", effect=0.1, low=0.05, high=0.15, p_value=0.01, p_holm=0.01, n_seeds=3, n_images=10)
+    rows = compared_rows([Alternative(name="AT", clean_gap=-0.02, against_upper=gain, against_lower=gain)])
+    assert rows[0]["interval (attacked)"] == "[+5.0%, +15.0%]" and rows[0]["blur − pessimistic"] == pytest.approx(0.1)
+    radii, budgets = np.linspace(0, 2, 5), [0.0, 1.0, 2.0]
+    fig = smoothing_figure(radii, budgets, {0.25: np.linspace(1, 0, 5)}, {0.25: np.array([1.0, 0.5, 0.2])})
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2
+    names = {"none": "no defence", "noise:0.5": "RS"}
+    fig = comparison_figure(names=names, lines={"none": pd.DataFrame({"budget": budgets, "accuracy": [1, 0.5, 0.2]}),
+                                                "noise:0.5": pd.DataFrame()},
+                            smoothed=["noise:0.5"], budgets=budgets, strong_accuracy={k: np.array([1, 0.5, 0.2]) for k in names},
+                            clean={k: 0.9 for k in names}, certified_accuracy={"noise:0.5": np.array([1, 0.4, 0.1])})
+    assert len(fig.axes) == 2
