@@ -6,12 +6,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
+from helpers.studies.adaptive_sections import StudyModels
 from helpers.studies.adaptive_study import Gain
+from helpers.studies.evaluate import clean_accuracy
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
+
+
+def models_view(models: StudyModels, *, roles: Mapping[str, str], images, labels) -> Styler:
+    """Chapter 6's models: name, role, number of training seeds and clean accuracy (mean over seeds)."""
+    column = "clean accuracy (mean over seeds)"
+    return pd.DataFrame([{"model": models.names[s], "role": roles[s], "seeds": len(models.by_seed[s]),
+                          column: np.mean([clean_accuracy(m, images, labels) for m in models.by_seed[s].values()])}
+                         for s in roles]).style.format({column: "{:.1%}"}).hide(axis="index")
+
+
+def worst_curves_view(curves: pd.DataFrame) -> Styler:
+    """Robust accuracy under PGD's worst case, one row per budget and one column per model."""
+    wide = curves[curves["attack"] == "worst"].pivot(index="budget", columns="label", values="accuracy")
+    return (wide.rename_axis(index=None, columns=None).style.format("{:.1%}", na_rep="—").format_index("ε = {:g}")
+            .set_caption("Robust accuracy under PGD, worst case over both gradients, all seeds"))
 
 
 def transfer_view(summary: pd.DataFrame) -> Styler:

@@ -49,6 +49,18 @@ def median_sweep_sentence(sweep: np.ndarray, swept: np.ndarray | None) -> str:
             f"{sweep[moving[-1] + 1]:.2f}, where it follows the input (slope 1): only there is the pixel the median of its window")
 
 
+def median_sweep_glued(sweep: np.ndarray, swept: Mapping[str, np.ndarray]) -> dict:
+    """``median_sweep_sentence`` for the first median filter among ``swept`` (none: the sentence says so)."""
+    medians = [s for s in swept if Defence.parse(s).kind == "median"]
+    return {"median_sweep_sentence": median_sweep_sentence(sweep, swept[medians[0]] if medians else None)}
+
+
+def transfer_summary(controls: Sequence[Mapping]) -> pd.DataFrame:
+    """Per image set, role and receiver: the share still on target and the share correct, mean over seeds."""
+    frame = pd.DataFrame(controls)
+    return frame.groupby(["images", "role", "receiver"], sort=False)[["still_target", "correct"]].mean().reset_index()
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two arrays (0 when either is zero)."""
     return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))

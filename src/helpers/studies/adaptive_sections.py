@@ -1,5 +1,6 @@
 """Chapter 6's long loops, as functions: the transfer controls, the paper's attack on every model, the PGD flags per
-attack and seed, the per-seed means the sanity checks read, and the per-image rows of ``robustness_images.csv``."""
+attack and seed, the strong attacks on every model and seed, the sanity checks with their inputs, and the per-image
+rows of ``robustness_images.csv``."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 
 from helpers.attacks.adaptive import RobustnessStudy, bpda_model, transfer_rates
+from helpers.core.contract import RobustnessResult
+from helpers.core.paths import relative
 from helpers.core.stats import bootstrap_ci
 from helpers.defences.filters import Defence
+from helpers.studies import adaptive_study as study
+from helpers.studies.adaptive_readouts import evaluation_text
 from helpers.studies.adaptive_study import curve_rows, noise_like, robustness_image_rows
 from helpers.studies.evaluate import attack_evaluation
-from helpers.studies.sanity import sanity_checks
+from helpers.studies.sanity import failed_checks, sanity_checks
+from helpers.studies.shares import EvaluationChoice, StudyDigits, c6_shares, share_statistic
+from helpers.studies.verdicts import adaptive_verdict
 
 NOISE_CONTROL = "control: + random noise of the same ‖δ‖₂"
 
@@ -43,6 +51,33 @@ def curve_table(flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *, 
     return [row for spec, curves in flags.items() for row in curve_rows(model=spec, label=names[spec], images=images,
                                                                          budgets=budgets, curves=curves, n_resamples=n_resamples,
                                                                          seed=seed)]
+
+
+@dataclass(frozen=True)
+class TransferControls:
+    """The transfer section's rows (``transfer_controls.csv``), its image sets and how many digits each holds."""
+
+    rows: list[dict]
+    kinds: list[str]
+    n_transferred: int  # chapter 1's successful adversarial digits
+    n_confident: int  # those the margin attack pushed past the margin
+
+
+def transfer_controls(adversarial: Mapping[str, np.ndarray], *, source: keras.Model, others: Mapping[int, keras.Model],
+                      models: StudyModels, margin: float, step: float, max_steps: int, seed: int) -> TransferControls:
+    """Chapter 1's adversarial digits (``adversarial``: ``mnist_adversarial.npz``), at the boundary and pushed to a
+    margin on ``source``, fed to every defended model and seed and to undefended ``others`` (other training seeds)."""
+    ok = adversarial["success"]
+    x0, y0, t0 = adversarial["images"][ok], adversarial["labels"][ok], adversarial["targets"][ok]
+    confident, reached = (study.margin_attack(source, x0, t0, margin=margin, step=step, max_steps=max_steps) if len(x0)
+                          else (x0, np.zeros(0, bool)))  # no successful attack in chapter 1: nothing to transfer
+    image_sets = {"boundary (chapter 1)": (adversarial["adversarial"][ok], np.ones(len(x0), bool)),
+                  f"high-confidence (κ = {margin:g})": (confident, reached)}
+    receivers = [(models.names[s], "defended", k, m) for s in models.defended for k, m in models.by_seed[s].items()]
+    receivers += [(models.names["none"], "control: another training seed", k, m) for k, m in others.items()]
+    rows = transfer_control_rows(image_sets, images=x0, labels=y0, targets=t0, receivers=receivers, source=source,
+                                 source_label=models.names["none"], seed=seed)
+    return TransferControls(rows=rows, kinds=list(image_sets), n_transferred=int(ok.sum()), n_confident=int(reached.sum()))
 
 
 def transfer_control_rows(
@@ -112,6 +147,58 @@ def every_curve(flags: Mapping[str, Mapping[int, np.ndarray]]) -> dict[str, np.n
     return {f"{a}, seed {k}": f.mean(axis=1) for a, by in flags.items() if a != "noise" for k, f in by.items()}
 
 
+@dataclass(frozen=True)
+class StrongStudy:
+    """The strong attacks on every model and seed, on the strong subset of chapter 6's digits."""
+
+    grid: np.ndarray  # ε = 0 and the strong budgets
+    at: list[int]  # their positions in the PGD grid
+    results: dict[str, dict[int, dict[str, RobustnessResult]]]  # model → seed → attack → result
+    flags: dict[str, dict[str, dict[int, np.ndarray]]]  # model → attack → seed → (budgets, images) flags, worst cases too
+
+
+def strong_study(models: StudyModels, digits: StudyDigits, *, pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
+                 budgets: Sequence[float], grid: np.ndarray, steps: int, restarts: int, square_queries: int, seed: int
+                 ) -> StrongStudy:
+    """Every registered fixed-budget attack (:func:`helpers.studies.adaptive_study.strong_attacks`) on every model and
+    seed, combined with PGD's worst case (``pgd``: :func:`pgd_flags` per model) at the same budgets and digits."""
+    at = [int(np.flatnonzero(np.isclose(budgets, e))[0]) for e in grid]
+    found = {spec: {k: study.strong_attacks(m, digits.xs, digits.ys, budgets=grid, steps=steps, restarts=restarts,
+                                            square_queries=square_queries, seed=seed) for k, m in by.items()}
+             for spec, by in models.by_seed.items()}
+    flags = {spec: study.combine_worst(found[spec], {k: pgd[spec]["worst"][k][at][:, digits.sub] for k in found[spec]})
+             for spec in found}
+    return StrongStudy(grid=grid, at=at, results=found, flags=flags)
+
+
+def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStudy, *, studies: Mapping[int, RobustnessStudy],
+                    pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], paper_rows: Sequence[Mapping],
+                    budgets: Sequence[float], steps: int, restarts: int, seed: int, n_images: int) -> list[dict]:
+    """Chapter 6's sanity checks with their inputs: twice the effort at the middle strong budget (first seed), the
+    defended models on the undefended model's PGD digits, and the count of zero input gradients."""
+    middle = float(strong.grid[1:][(len(strong.grid) - 2) // 2])
+    seeds, names = list(next(iter(models.by_seed.values()))), models.names
+    first = seeds[0]
+    more_effort = {names[s]: study.doubled_effort(m, strong.results[s][first], digits.xs, digits.ys, budget=middle,
+                                                  steps=steps, restarts=restarts, seed=seed)[1:] for s, m in models.models.items()}
+    transferred = {s: np.mean([study.transfer_accuracy(models.by_seed[s][k],
+                                                       studies[k].attacks["none"]["exact"].adversarial[strong.at][:, digits.sub],
+                                                       digits.ys, strong.flags[s]["worst"][k][0]) for k in seeds], axis=0)
+                   for s in models.defended}
+    zero = {names[s]: study.zero_gradient_count(m, digits.xs, digits.ys, radius=middle, seed=seed) for s, m in models.models.items()}
+    return chapter6_checks(budgets=budgets, names=names, defended=models.defended, paper_rows=paper_rows, pgd=pgd,
+                           strong_flags=strong.flags, more_effort=more_effort, transferred=transferred, zero_gradients=zero,
+                           n_images=n_images, n_strong=len(digits.xs))
+
+
+def chapter6_images(fits: Mapping[tuple[str, int], Any], digits: StudyDigits, strong: StrongStudy, *,
+                    pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], budgets: Sequence[float]) -> list[dict]:
+    """Every row of ``robustness_images.csv`` (:func:`chapter6_image_rows` of every model and seed, in order)."""
+    return [row for spec, by in strong.flags.items() for k in by["worst"] for row in chapter6_image_rows(
+        model=spec, seed=k, model_file=relative(fits[spec, k].path), pick=digits.pick, labels=digits.labels, budgets=budgets,
+        pgd_worst=pgd[spec]["worst"][k], sub=digits.sub, strong_budgets=strong.grid, strong_worst=by["worst"][k])]
+
+
 def chapter6_image_rows(
     *, model: str, seed: int, model_file: str, pick: np.ndarray, labels: np.ndarray, budgets: Sequence[float],
     pgd_worst: np.ndarray, sub: slice, strong_budgets: Sequence[float], strong_worst: np.ndarray,
@@ -142,3 +229,37 @@ def chapter6_checks(
         worst={names[s]: seed_mean(pgd[s]["worst"]) for s in pgd}, noise={names[s]: seed_mean(pgd[s]["noise"]) for s in pgd},
         more_effort=more_effort, transfer={names[s]: (seed_mean(strong_flags[s]["worst"]), transferred[s]) for s in defended},
         zero_gradients=zero_gradients, n_images=n_images, n_strong=n_strong)
+
+
+def pooled(rows: Sequence[Mapping], *, seeds: Sequence[int]) -> pd.DataFrame:
+    """The rows of :func:`curve_table` pooled over the training seeds (the first seed's when there is one)."""
+    frame = pd.DataFrame(rows)
+    return frame[frame["seed"] == ("all" if len(seeds) > 1 else str(seeds[0]))]
+
+
+@dataclass(frozen=True)
+class C6Claim:
+    """C6 as chapter 6 decides it: the robust shares and gains it compares, and the verdict."""
+
+    statistic: str
+    shares: dict[str, np.ndarray]
+    gains: dict
+    verdict: dict
+
+
+def c6_claim(models: StudyModels, strong: StrongStudy, choice: EvaluationChoice, *, pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
+             checks: Sequence[Mapping], gradient_free_wins: Sequence[str], n_adaptive: int, n_resamples: int, seed: int
+             ) -> C6Claim:
+    """C6 (:func:`helpers.studies.verdicts.adaptive_verdict`) from the worst case ``choice`` picks (strong attacks on the
+    subset, or PGD on every digit; :func:`helpers.studies.shares.evaluation_choice`), every model and seed."""
+    seeds, names = list(next(iter(models.by_seed.values()))), models.names
+    n_strong = next(iter(strong.flags["none"]["worst"].values())).shape[1]
+    shares = c6_shares(choice, strong_worst={s: f["worst"] for s, f in strong.flags.items()},
+                       pgd_worst={s: pgd[s]["worst"] for s in strong.flags}, at=strong.at, seeds=seeds, names=names,
+                       budgets=strong.grid)
+    gains = study.paired_gains(shares, reference=names["none"], n_resamples=n_resamples, seed=seed)
+    statistic = share_statistic(strong.grid)
+    verdict = adaptive_verdict(gains, statistic=statistic, failed_checks=failed_checks(checks), n_checks=len(checks),
+                               evaluation=evaluation_text(use_strong=choice.use_strong, n_strong=n_strong, n_adaptive=n_adaptive),
+                               gradient_free_wins=gradient_free_wins)
+    return C6Claim(statistic=statistic, shares=shares, gains=gains, verdict=verdict)

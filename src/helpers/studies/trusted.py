@@ -1,15 +1,31 @@
-"""Chapter 7's loops, as functions: the trusted defences' clean accuracy and per-image rows (``07_trusted``), the
+"""Chapter 7's loops, as functions: the trusted defences' clean accuracy, smoothing's certificates and attacks,
+adversarial training under chapter 6's attacks and its sanity checks, per-image rows (``07_trusted``), the
 certificate sentence, and the rows of ``alternatives.csv`` and the C7 table (``07_comparison``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from helpers.studies.alternatives import method_rows, smoothed_predict
+from helpers.attacks.adaptive import RobustnessStudy, robustness_study
+from helpers.core.contract import RobustnessResult
+from helpers.core.paths import relative
+from helpers.defences.smoothing import certify
+from helpers.studies.adaptive_study import combine_worst, doubled_effort, strong_attacks, zero_gradient_count
+from helpers.studies.alternatives import (
+    certificate_violations,
+    certified_flags,
+    method_rows,
+    smoothed_pgd,
+    smoothed_predict,
+)
 from helpers.studies.evaluate import clean_accuracy
+from helpers.studies.sanity import sanity_checks
+from helpers.studies.shares import StudyDigits
 from helpers.studies.verdicts import Alternative
 
 
@@ -72,3 +88,117 @@ def compared_rows(compared: Sequence[Alternative]) -> list[dict]:
              "interval (attacked)": f"[{a.against_upper.low:+.1%}, {a.against_upper.high:+.1%}]",
              "blur − pessimistic": a.against_lower.effect,
              "interval (pessimistic)": f"[{a.against_lower.low:+.1%}, {a.against_lower.high:+.1%}]"} for a in compared]
+
+
+@dataclass(frozen=True)
+class SmoothingStudy:
+    """Randomized smoothing per (regime, seed) on the strong subset: certified and attacked flags over the strong
+    budgets, the certified-accuracy curve over ``radii``, CPU seconds per digit and the certificate violations."""
+
+    radii: np.ndarray
+    certified: dict[tuple[str, int], np.ndarray]
+    attacked: dict[tuple[str, int], np.ndarray]
+    curves: dict[tuple[str, int], np.ndarray]
+    cost: dict[tuple[str, str], float]  # (regime, "certified" | "attacked") → CPU s per digit, mean over seeds
+    violations: dict[str, np.ndarray]  # regime → per budget, the most digits certified where the attack broke them
+
+
+def smoothing_study(models: Mapping[tuple[str, int], keras.Model], *, regimes: Mapping[float, str], seeds: Sequence[int],
+                    images: np.ndarray, labels: np.ndarray, budgets: np.ndarray, radii: np.ndarray, n0: int, n: int,
+                    alpha: float, steps: int, samples: int, seed: int) -> SmoothingStudy:
+    """Certify (Cohen et al.) and attack (EOT-PGD, ``steps`` × ``samples``) every smoothed model (``regimes``: σ → its
+    training regime; ``models``: (regime, seed) → model) on ``images`` at ``budgets``."""
+    certified, attacked, curves, seconds = {}, {}, {}, {}
+    for sigma, regime in regimes.items():
+        for k in seeds:
+            start = time.process_time()
+            cert = certify(models[regime, k], images, sigma=sigma, n0=n0, n=n, alpha=alpha, seed=seed)
+            seconds[regime, "certified", k] = (time.process_time() - start) / len(images)
+            certified[regime, k], curves[regime, k] = certified_flags(cert, labels, budgets), cert.accuracy_at(labels, radii)
+            start = time.process_time()
+            attacked[regime, k] = smoothed_pgd(models[regime, k], images, labels, sigma=sigma, budgets=budgets, steps=steps,
+                                               samples=samples, n_predict=n, seed=seed, clean_prediction=cert.majority).correct
+            seconds[regime, "attacked", k] = (time.process_time() - start) / len(images)
+    cost = {(r, m): float(np.mean([seconds[r, m, k] for k in seeds])) for r in regimes.values() for m in ("certified", "attacked")}
+    violations = {r: np.max([certificate_violations(certified[r, k], attacked[r, k]) for k in seeds], axis=0) for r in regimes.values()}
+    return SmoothingStudy(radii=radii, certified=certified, attacked=attacked, curves=curves, cost=cost, violations=violations)
+
+
+def smoothing_rows(found: SmoothingStudy, *, regimes: Mapping[float, str], seeds: Sequence[int], budgets: Sequence[float]) -> list[dict]:
+    """Per σ and measure (certified, attacked): accuracy at each budget (mean over seeds) and CPU seconds per digit."""
+    return [{"noise σ": s, "measure": measure,
+             **{f"ε = {e:g}": np.mean([flags[regime, k][b].mean() for k in seeds]) for b, e in enumerate(budgets)},
+             "CPU s per digit": found.cost[regime, measure]}
+            for s, regime in regimes.items() for measure, flags in (("certified", found.certified), ("attacked", found.attacked))]
+
+
+@dataclass(frozen=True)
+class TrainedStudy:
+    """Adversarial training under chapter 6's attacks: PGD on every digit, the strong suite on the subset."""
+
+    studies: dict[int, RobustnessStudy]  # seed → PGD study of the model named "AT"
+    strong: dict[int, dict[str, RobustnessResult]]  # seed → strong attack → result
+    flags: dict[str, dict[int, np.ndarray]]  # attack → seed → (strong budgets, subset) flags, worst cases too
+    cpu_seconds_per_image: float  # of the strong suite, per digit and seed
+
+    def pgd_accuracy(self) -> np.ndarray:
+        """PGD's accuracy on every digit at chapter 6's budgets, mean over seeds."""
+        return np.mean([s.attacks["AT"]["exact"].accuracy for s in self.studies.values()], axis=0)
+
+
+def adversarial_training_study(models: Mapping[int, keras.Model], digits: StudyDigits, *, budgets: Sequence[float],
+                               grid: np.ndarray, pgd_steps: int, noise_draws: int, steps: int, restarts: int,
+                               square_queries: int, seed: int) -> TrainedStudy:
+    """Chapter 6's PGD study on every digit and its strong attacks on the subset, for each seed's model (``models``)."""
+    studies = {k: robustness_study({"AT": m}, digits.images, digits.labels, budgets=budgets, steps=pgd_steps,
+                                   noise_draws=noise_draws, seed=seed) for k, m in models.items()}
+    at = [int(np.flatnonzero(np.isclose(budgets, e))[0]) for e in grid]
+    start = time.process_time()
+    strong = {k: strong_attacks(m, digits.xs, digits.ys, budgets=grid, steps=steps, restarts=restarts,
+                                square_queries=square_queries, seed=seed) for k, m in models.items()}
+    cost = (time.process_time() - start) / len(digits.xs) / len(models)
+    flags = combine_worst(strong, {k: studies[k].attacks["AT"]["exact"].correct[at][:, digits.sub] for k in models})
+    return TrainedStudy(studies=studies, strong=strong, flags=flags, cpu_seconds_per_image=cost)
+
+
+def adversarial_training_checks(models: Mapping[int, keras.Model], digits: StudyDigits, found: TrainedStudy, *, label: str,
+                                unbounded_success: float, budgets: Sequence[float], grid: np.ndarray, steps: int,
+                                restarts: int, seed: int, n_images: int) -> list[dict]:
+    """Chapter 6's sanity checks (:func:`helpers.studies.sanity.sanity_checks`) for the adversarially trained models;
+    twice the effort and the zero-gradient count on the first seed's model, at the middle strong budget."""
+    first = next(iter(models))
+    middle = float(grid[1:][(len(grid) - 2) // 2])
+    pgd = {k: s.attacks["AT"]["exact"].correct for k, s in found.studies.items()}
+    return sanity_checks(
+        budgets=budgets, unbounded_success={label: unbounded_success},
+        curves={label: {f"{a}, seed {k}": f.mean(axis=1) for a, by in {"PGD": pgd, **found.flags}.items() for k, f in by.items()}},
+        worst={label: found.pgd_accuracy()},
+        noise={label: np.mean([s.noise["AT"].accuracy for s in found.studies.values()], axis=0)},
+        more_effort={label: doubled_effort(models[first], found.strong[first], digits.xs, digits.ys, budget=middle, steps=steps,
+                                           restarts=restarts, seed=seed)[1:]},
+        transfer={}, zero_gradients={label: zero_gradient_count(models[first], digits.xs, digits.ys, radius=middle, seed=seed)},
+        n_images=n_images, n_strong=len(digits.xs))
+
+
+def trusted_images(fits: Mapping[tuple[str, int], object], digits: StudyDigits, *, names: Mapping[str, str], adversarial: str,
+                   seeds: Sequence[int], budgets: Sequence[float], smoothing: SmoothingStudy, trained: TrainedStudy) -> list[dict]:
+    """Every row of ``alternatives_images.csv`` (:func:`trusted_image_rows` per method and seed, in order)."""
+    def measures(key: str, k: int) -> dict[str, np.ndarray]:
+        if key == adversarial:
+            return {"attacked": trained.flags["worst"][k]}
+        return {"attacked": smoothing.attacked[key, k], "certified": smoothing.certified[key, k]}
+
+    return [row for key in names for k in seeds for row in trusted_image_rows(
+        method=names[key], parameter=key, seed=k, model_file=relative(fits[key, k].path), test_index=digits.subset_index,
+        labels=digits.ys, budgets=budgets, measures=measures(key, k))]
+
+
+def trusted_methods(*, names: Mapping[str, str], adversarial: str, clean: Mapping[str, float], seconds: Mapping[str, float],
+                    smoothing: SmoothingStudy, trained: TrainedStudy) -> list[dict]:
+    """``trusted.json``'s methods: per method its clean accuracy, CPU costs and (adversarial training) PGD's curve."""
+    return [{"parameter": key, "name": names[key],
+             "method": "adversarial training" if key == adversarial else "randomized smoothing",
+             "clean_accuracy": float(clean[key]), "train_cpu_seconds": float(seconds[key]),
+             "certify_cpu_seconds_per_image": None if key == adversarial else smoothing.cost[key, "certified"],
+             "attack_cpu_seconds_per_image": trained.cpu_seconds_per_image if key == adversarial else smoothing.cost[key, "attacked"],
+             "pgd_accuracy": trained.pgd_accuracy().tolist() if key == adversarial else None} for key in names]
