@@ -138,3 +138,74 @@ def test_study_models_group_by_defence_and_seed_and_curve_table_keeps_the_order(
                        images="all", budgets=[0.0, 1.0], n_resamples=10, seed=0)
     assert [r["model"] for r in rows][:1] == ["none"] and rows[-1]["model"] == "g"
     assert {r["label"] for r in rows} == {"N", "G"} and {r["images"] for r in rows} == {"all"}
+
+
+def _tiny_study(digits, seeds=(0, 1)):
+    """Two models (none, Gaussian) × ``seeds`` on six 4×4 digits: the PGD study, its flags and the strong study."""
+    from helpers.attacks.adaptive import robustness_study
+    from helpers.studies.adaptive_sections import strong_study
+    from helpers.studies.shares import study_digits
+
+    x, y = digits
+    fits = {(spec, k): SimpleNamespace(model=_model(k + 2 * i, spec), path=f"/nowhere/{spec}-{k}.keras")
+            for i, spec in enumerate(["none", "gaussian:1.5"]) for k in seeds}
+    grouped = study_models(fits, roles=["none", "gaussian:1.5"], seeds=list(seeds))
+    chosen = study_digits(x, y, n_adaptive=6, strong_images=4, seed=0)
+    budgets = [0.0, 0.5, 1.0]
+    studies = {k: robustness_study({s: grouped.by_seed[s][k] for s in grouped.by_seed}, chosen.images, chosen.labels,
+                                   budgets=budgets, steps=3, noise_draws=1, seed=0) for k in seeds}
+    pgd = {s: pgd_flags(studies, s, seeds=list(seeds)) for s in grouped.by_seed}
+    strong = strong_study(grouped, chosen, pgd=pgd, budgets=budgets, grid=np.array([0.0, 1.0]), steps=3, restarts=1,
+                          square_queries=10, seed=0)
+    return fits, grouped, chosen, budgets, studies, pgd, strong
+
+
+def test_strong_study_runs_every_attack_on_every_model_and_seed_and_never_beats_its_worst_case(digits):
+    _, grouped, chosen, budgets, _, pgd, strong = _tiny_study(digits)
+    assert strong.at == [0, 2] and list(strong.results) == ["none", "gaussian:1.5"]
+    assert set(strong.results["gaussian:1.5"][1]) > set(strong.results["none"][1])  # BPDA only where there is a filter
+    for spec, flags in strong.flags.items():
+        for k in (0, 1):
+            worst = flags["worst"][k]
+            assert worst.shape == (2, 4)
+            assert not (worst & ~flags["PGD worst"][k]).any()  # the worst case is at most PGD's
+            assert np.array_equal(flags["PGD worst"][k], pgd[spec]["worst"][k][[0, 2]][:, :4])
+
+
+def test_chapter6_sanity_c6_claim_and_image_rows_from_the_tiny_study(digits):
+    from helpers.studies.adaptive_sections import c6_claim, chapter6_images, chapter6_sanity, pooled
+    from helpers.studies.shares import evaluation_choice
+
+    fits, grouped, chosen, budgets, studies, pgd, strong = _tiny_study(digits)
+    paper = [{"defence": s, "success_rate": 1.0} for s in grouped.by_seed]
+    checks = chapter6_sanity(grouped, chosen, strong, studies=studies, pgd=pgd, paper_rows=paper, budgets=budgets, steps=3,
+                             restarts=1, seed=0, n_images=6)
+    assert {c["model"] for c in checks} == set(grouped.names.values()) and all("passed" in c for c in checks)
+    choice = evaluation_choice(strong.flags, seeds=[0, 1])
+    claim = c6_claim(grouped, strong, choice, pgd=pgd, checks=checks, gradient_free_wins=[], n_adaptive=6, n_resamples=50,
+                     seed=0)
+    assert claim.verdict["verdict"] in {"confirmed", "refuted", "inconclusive"}
+    assert set(claim.shares) == set(grouped.names.values()) and claim.shares[grouped.names["none"]].shape[0] == 2
+    assert "ε ∈ {1}" in claim.statistic
+    rows = chapter6_images(fits, chosen, strong, pgd=pgd, budgets=budgets)
+    assert len(rows) == 2 * 2 * (2 * 6 + 1 * 4)  # models × seeds × (PGD budgets > 0 × digits + strong ones × subset)
+    assert rows[0]["model_file"].endswith("none-0.keras")
+    table = curve_table(pgd, names=grouped.names, images="all", budgets=budgets, n_resamples=20, seed=0)
+    assert set(pooled(table, seeds=[0, 1])["seed"]) == {"all"}
+    assert set(pooled(table, seeds=[1])["seed"]) == {"1"}
+
+
+def test_transfer_controls_send_chapter_ones_digits_to_every_defended_model_and_the_controls(digits):
+    from helpers.studies.adaptive_sections import transfer_controls
+
+    x, y = digits
+    fits = {(s, k): SimpleNamespace(model=_model(k, s)) for s in ["none", "gaussian:1.5"] for k in (0, 1)}
+    grouped = study_models(fits, roles=["none", "gaussian:1.5"], seeds=[0, 1])
+    ok = np.array([True, True, False, True, False, False])
+    adversarial = {"success": ok, "images": x, "labels": y, "targets": (y + 1) % 3, "adversarial": x * 0.95}
+    found = transfer_controls(adversarial, source=grouped.models["none"], others={1: grouped.by_seed["none"][1]},
+                              models=grouped, margin=1.0, step=0.5, max_steps=5, seed=0)
+    assert found.n_transferred == 3 and 0 <= found.n_confident <= 3
+    assert found.kinds == ["boundary (chapter 1)", "high-confidence (κ = 1)"]
+    roles = [r["role"] for r in found.rows if r["images"] == found.kinds[0]]
+    assert roles == ["defended", "defended", "control: another training seed", NOISE_CONTROL]

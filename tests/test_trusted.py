@@ -72,3 +72,63 @@ def test_compared_rows_and_chapter7_figures():
                             smoothed=["noise:0.5"], budgets=budgets, strong_accuracy={k: np.array([1, 0.5, 0.2]) for k in names},
                             clean={k: 0.9 for k in names}, certified_accuracy={"noise:0.5": np.array([1, 0.4, 0.1])})
     assert len(fig.axes) == 2
+
+
+def _tiny(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
+def test_smoothing_study_certifies_at_most_what_the_attack_leaves_and_reports_costs():
+    from helpers.studies.trusted import smoothing_rows, smoothing_study
+
+    x = np.random.default_rng(1).random((5, 4, 4, 1)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1])
+    models = {("noise:0.25", k): _tiny(k) for k in (0, 1)}
+    found = smoothing_study(models, regimes={0.25: "noise:0.25"}, seeds=[0, 1], images=x, labels=y,
+                            budgets=np.array([0.0, 0.5]), radii=np.linspace(0, 1, 5), n0=10, n=50, alpha=0.01, steps=2,
+                            samples=2, seed=0)
+    assert found.certified["noise:0.25", 0].shape == (2, 5) and found.curves["noise:0.25", 1].shape == (5,)
+    assert found.violations["noise:0.25"].shape == (2,)
+    assert set(found.cost) == {("noise:0.25", "certified"), ("noise:0.25", "attacked")}
+    rows = smoothing_rows(found, regimes={0.25: "noise:0.25"}, seeds=[0, 1], budgets=[0.0, 0.5])
+    assert [r["measure"] for r in rows] == ["certified", "attacked"] and "ε = 0.5" in rows[0]
+
+
+def test_adversarial_training_study_checks_and_result_rows():
+    from types import SimpleNamespace
+
+    from helpers.studies.shares import study_digits
+    from helpers.studies.trusted import (
+        adversarial_training_checks,
+        adversarial_training_study,
+        smoothing_study,
+        trusted_images,
+        trusted_methods,
+    )
+
+    x = np.random.default_rng(2).random((6, 4, 4, 1)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    digits = study_digits(x, y, n_adaptive=6, strong_images=3, seed=0)
+    robust = {k: _tiny(10 + k) for k in (0, 1)}
+    grid = np.array([0.0, 1.0])
+    trained = adversarial_training_study(robust, digits, budgets=[0.0, 0.5, 1.0], grid=grid, pgd_steps=3, noise_draws=1,
+                                         steps=3, restarts=1, square_queries=10, seed=0)
+    assert trained.flags["worst"][1].shape == (2, 3) and trained.pgd_accuracy().shape == (3,)
+    assert trained.cpu_seconds_per_image > 0
+    checks = adversarial_training_checks(robust, digits, trained, label="AT", unbounded_success=1.0, budgets=[0.0, 0.5, 1.0],
+                                         grid=grid, steps=3, restarts=1, seed=0, n_images=6)
+    assert {c["model"] for c in checks} == {"AT"} and len(checks) >= 5
+    smoothed = smoothing_study({("noise:0.5", k): _tiny(k) for k in (0, 1)}, regimes={0.5: "noise:0.5"}, seeds=[0, 1],
+                               images=digits.xs, labels=digits.ys, budgets=grid, radii=np.linspace(0, 1, 3), n0=5, n=20,
+                               alpha=0.01, steps=2, samples=2, seed=0)
+    names = {"noise:0.5": "smoothing", "pgd:2": "AT"}
+    fits = {(key, k): SimpleNamespace(path=f"/nowhere/{key}-{k}.keras") for key in names for k in (0, 1)}
+    rows = trusted_images(fits, digits, names=names, adversarial="pgd:2", seeds=[0, 1], budgets=grid, smoothing=smoothed,
+                          trained=trained)
+    assert len(rows) == 2 * (2 * 2 * 3) + 2 * (2 * 3)  # smoothing: 2 measures; AT: attacked only
+    assert {r["test_index"] for r in rows} == set(digits.subset_index.tolist())
+    methods = trusted_methods(names=names, adversarial="pgd:2", clean={"noise:0.5": 0.5, "pgd:2": 0.6},
+                              seconds={"noise:0.5": 1.0, "pgd:2": 2.0}, smoothing=smoothed, trained=trained)
+    assert [m["method"] for m in methods] == ["randomized smoothing", "adversarial training"]
+    assert methods[1]["certify_cpu_seconds_per_image"] is None and methods[0]["pgd_accuracy"] is None
