@@ -110,3 +110,10 @@ def test_claim_glue_fills_unmeasured_claims_and_flags_disagreeing_measures():
     assert agree["measures_differ"] == "Both measures give the same verdicts here."
     assert agree["best_label"].startswith("none (no attack") and math.isnan(agree["best_score"])
     assert agree["best_gaussian_label"] == "none"
+
+
+def test_worst_and_middle_return_n_of_each_for_odd_n_and_few_successes():
+    rms = np.arange(8, dtype=float)
+    worst, middle = findings.worst_and_middle(rms, np.ones(8, bool), n=3)
+    assert worst.tolist() == [7, 6, 5] and len(middle) == 3
+    assert sorted(findings.worst_and_middle(rms, np.arange(8) < 4, n=10)[1].tolist()) == [0, 1, 2, 3]

@@ -76,8 +76,8 @@ def worst_and_middle(rms: np.ndarray, success: np.ndarray, *, n: int = 10) -> tu
     ok = np.asarray(success, dtype=bool)
     order = np.argsort(np.where(ok, rms, -np.inf))[::-1]
     successful = order[: int(ok.sum())]
-    middle = len(successful) // 2
-    return successful[:n], successful[middle - n // 2: middle + n // 2]
+    start = max(0, len(successful) // 2 - n // 2)
+    return successful[:n], successful[start: start + n]
 
 
 def paper_step_glue() -> dict[str, float]:
