@@ -39,30 +39,35 @@ def _c6(gains, **kwargs):
 
 
 def test_adaptive_verdict_rule():
-    helps, small = _gain(0.08, 0.03, 0.13), _gain(0.03, 0.01, 0.05)
+    helps, small = _gain(0.10, 0.06, 0.14), _gain(0.03, 0.01, 0.05)
     hurts, wide = _gain(-0.1, -0.2, -0.02), _gain(0.02, -0.1, 0.14)
     assert _c6({"g": helps})["verdict"] == "confirmed"
-    assert _c6({"g": small})["verdict"] == "inconclusive"  # significant, but +5 points still fits
+    direction = _c6({"g": _gain(0.08, 0.03, 0.13)})  # above 0, but gains under +5 points are not excluded
+    assert direction["verdict"] == "partly" and "not the size" in direction["proves"]
+    assert _c6({"g": small})["verdict"] == "partly"  # significant, but +5 points still fits
     assert _c6({"g": _gain(0.02, 0.01, 0.04)})["verdict"] == "refuted"  # a gain that matters is excluded
     assert _c6({"g": hurts, "m": _gain(0.0, -0.03, 0.03)})["verdict"] == "refuted"
     assert _c6({"g": wide})["verdict"] == "inconclusive"
     # The most favourable model decides; it needs its Holm-adjusted p below 0.05 as well.
     result = _c6({"m": hurts, "g": helps})
     assert result["verdict"] == "confirmed" and "most favourable: g" in result["evidence"]
-    assert result["effect"] == 0.08 and result["n_seeds"] == 3 and result["n_images"] == 100
-    assert _c6({"g": _gain(0.08, 0.03, 0.13, p_holm=0.06)})["verdict"] == "inconclusive"
+    assert result["effect"] == 0.10 and result["n_seeds"] == 3 and result["n_images"] == 100
+    assert "at least +5.0%" in result["proves"]
+    assert _c6({"g": _gain(0.10, 0.06, 0.14, p_holm=0.06)})["verdict"] == "inconclusive"
+    assert "rules out a gain of 5% or more" in _c6({"g": _gain(0.02, 0.01, 0.04)})["proves"]
     assert _c6({})["verdict"] == "inconclusive"
 
 
 def test_failed_checks_and_a_stronger_gradient_free_attack_downgrade_the_verdict():
-    helps, hurts = _gain(0.08, 0.03, 0.13), _gain(-0.1, -0.2, -0.07)
+    helps, hurts = _gain(0.10, 0.06, 0.14), _gain(-0.1, -0.2, -0.07)
     failed = _c6({"g": helps}, failed_checks=["no zero gradient (g)"], n_checks=13)
     assert failed["verdict"] == "inconclusive" and "no zero gradient (g)" in failed["evidence"]
     assert "sanity checks passed: 12 of 13" in failed["evidence"]
     assert _c6({"g": hurts}, failed_checks=["x (g)"])["verdict"] == "inconclusive"
     masked = _c6({"g": helps}, gradient_free_wins=["g: 2 digit-budget pairs"])
     assert masked["verdict"] == "inconclusive" and "gradient-free" in masked["evidence"]
-    assert _c6({"g": hurts}, gradient_free_wins=["g: 2"])["verdict"] == "refuted"  # it only forbids confirmed
+    assert _c6({"g": hurts}, gradient_free_wins=["g: 2"])["verdict"] == "refuted"  # it only forbids a positive verdict
+    assert _c6({"g": _gain(0.08, 0.03, 0.13)}, gradient_free_wins=["g: 2"])["verdict"] == "inconclusive"
 
 
 BUDGETS = [0.0, 1.0, 2.0, 4.0]
@@ -205,10 +210,11 @@ from helpers.studies.verdicts import (  # noqa: E402
 @pytest.mark.parametrize(
     "estimate, verdict",
     [
-        (Estimate(0.15, 0.05, 0.25), "confirmed"),  # interval above 0, effect above 10 %
+        (Estimate(0.15, 0.10, 0.25), "confirmed"),  # the whole interval at or above 10 %
+        (Estimate(0.15, 0.05, 0.25), "partly"),  # above 0, but effects under 10 % are not excluded: direction only
         (Estimate(0.05, 0.01, 0.09), "refuted"),  # real but too small to matter: the whole interval below 10 %
-        (Estimate(0.15, -0.02, 0.30), "inconclusive"),  # overlaps 0: never "partly"
-        (Estimate(0.08, 0.01, 0.20), "inconclusive"),  # above 0 but the effect is under 10 % and 10 % not excluded
+        (Estimate(0.15, -0.02, 0.30), "inconclusive"),  # overlaps 0
+        (Estimate(0.08, 0.01, 0.20), "partly"),  # above 0; 10 % neither shown nor excluded
         (Estimate(-0.2, -0.3, -0.1), "refuted"),
         (Estimate(float("nan"), 0.1, 0.2), "inconclusive"),
     ],
@@ -220,20 +226,27 @@ def test_decide(estimate, verdict):
 def test_keeps_accuracy_and_enlarges():
     big = Estimate(0.2, 0.1, 0.3)
     assert keeps_accuracy_and_enlarges_verdict(Estimate(-0.005, -0.015, 0.005), big)[0] == "confirmed"
+    direction = keeps_accuracy_and_enlarges_verdict(Estimate(-0.005, -0.015, 0.005), Estimate(0.108, 0.065, 0.153))
+    assert direction[0] == "partly" and "a loss of accuracy beyond 2% is ruled out" in direction[2]
+    assert "not the size" in direction[2]
     assert keeps_accuracy_and_enlarges_verdict(Estimate(-0.01, -0.03, 0.01), big)[0] == "inconclusive"  # may lose > 2 points
     assert keeps_accuracy_and_enlarges_verdict(Estimate(-0.05, -0.06, -0.04), big)[0] == "refuted"  # loses > 2 points
     assert keeps_accuracy_and_enlarges_verdict(Estimate(0.0, -0.01, 0.01), Estimate(0.02, 0.0, 0.05))[0] == "refuted"
-    verdict, rule = keeps_accuracy_and_enlarges_verdict(Estimate(0.0, -0.01, 0.01), Estimate(0.2, -0.1, 0.5))
-    assert verdict == "inconclusive" and "2%" in rule and "10%" in rule
+    verdict, rule, shown = keeps_accuracy_and_enlarges_verdict(Estimate(0.0, -0.01, 0.01), Estimate(0.2, -0.1, 0.5))
+    assert verdict == "inconclusive" and "2%" in rule and "10%" in rule and "establishes neither" in shown
 
 
 def test_more_accurate_and_best_filter():
     assert more_accurate_verdict(Estimate(0.03, 0.021, 0.04))[0] == "confirmed"
-    assert more_accurate_verdict(Estimate(0.01, 0.005, 0.015))[0] == "refuted"  # a 2-point gain is excluded
+    refuted = more_accurate_verdict(Estimate(0.01, 0.005, 0.015))
+    assert refuted[0] == "refuted" and "rules out an accuracy gain of +2.0% or more" in refuted[2]  # a 2-point gain is excluded
+    assert more_accurate_verdict(Estimate(-0.04, -0.07, -0.007))[0] == "refuted"
     assert more_accurate_verdict(Estimate(0.02, -0.01, 0.05))[0] == "inconclusive"
     assert best_filter_verdict(Estimate(0.2, 0.12, 0.3))[0] == "confirmed"
     assert best_filter_verdict(Estimate(-0.1, -0.15, -0.05))[0] == "refuted"  # the rival is better
     assert best_filter_verdict(Estimate(0.02, -0.03, 0.06))[0] == "inconclusive"  # a tie is not refuted
+    assert best_filter_verdict(Estimate(0.066, 0.005, 0.128))[0] == "partly"  # better, by how much is open
+    assert "rules out any positive effect" in best_filter_verdict(Estimate(-0.1, -0.15, -0.05))[2]
 
 
 def test_transfer_measures_are_nan_without_adversarial_images():
@@ -255,6 +268,16 @@ def test_c7_verdict_is_inconclusive_without_a_chosen_blur():
     from helpers.studies.verdicts import c7_verdict
 
     assert c7_verdict([], blur=None, statistic="robust share") == {"verdict": "inconclusive",
-                                                                     "evidence": "chapter 5 chose no Gaussian filter"}
+                                                                     "evidence": "chapter 5 chose no Gaussian filter",
+                                                                     "proves": "nothing: no blur to compare"}
     assert c7_verdict([], blur="Gaussian σ = 1.5", statistic="robust share")["verdict"] in ("inconclusive", "confirmed", "partly",
                                                                                           "refuted")
+
+
+def test_every_verdict_row_names_what_it_proves_and_its_family():
+    from helpers.studies.verdicts import FAMILIES
+
+    rows = verdict_rows({"C4": {"verdict": "refuted", "evidence": "e", "proves": "rules out x"}})
+    assert [r["family"] for r in rows] == [FAMILIES[k] for k in CLAIMS]
+    assert rows[3]["proves"] == "rules out x" and rows[0]["proves"] == ""
+    assert "Holm" in FAMILIES["C6"] and "Bonferroni" in FAMILIES["C7"]

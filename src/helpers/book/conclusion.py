@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from helpers.book.notebook import sentence
@@ -26,7 +27,7 @@ PHRASES = {"confirmed": ("is confirmed", "are confirmed"), "partly": ("holds in 
 # What C6's and C7's verdicts mean, in one sentence each.
 CLAIM_SENTENCES = {
     "C6": {"confirmed": "The blur keeps a measurable advantage even against an attacker who knows it.",
-           "partly": "The blur keeps an advantage against an attacker who knows it at some budgets only.",
+           "partly": "The blur keeps an advantage against an attacker who knows it, but how large is not established.",
            "refuted": "Against an attacker who knows it, the blur buys no robustness.",
            "inconclusive": "This run cannot tell whether the blur helps against an attacker who knows it."},
     "C7": {"confirmed": "At the same clean accuracy the blur keeps up with the defences the field trusts.",
@@ -83,7 +84,7 @@ def verdict_glue(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n_claims": len(claims)} | {f"n_{v}": int(counts.get(v, 0)) for v in VERDICTS}
     for key, row in claims.iterrows():
         out |= {f"end_{key}": row["verdict"], f"end_{key}_evidence": sentence(row["evidence"]), f"end_{key}_rule": row["rule"],
-                f"find_{key}": finding(row)}
+                f"end_{key}_proves": _text(row.get("proves")), f"find_{key}": finding(row)}
     out |= {f"{v}_keys": keys_with(v) for v in ("refuted", "confirmed", "partly", "inconclusive")}
     out["paper_refuted_keys"] = ", ".join(k for k in claims.index if k not in BEYOND_PAPER
                                           and claims.loc[k, "verdict"] == "refuted") or "none"
@@ -94,6 +95,11 @@ def verdict_glue(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for key in BEYOND_PAPER:
         out[f"{key.lower()}_sentence"] = CLAIM_SENTENCES[key][claims.loc[key, "verdict"]]
     return out
+
+
+def _text(value: Any) -> str:
+    """A text cell of ``verdicts.csv`` (empty when missing)."""
+    return "" if value is None or (isinstance(value, float) and not np.isfinite(value)) else str(value)
 
 
 def twice_sentence(twice: Sequence[str]) -> str:

@@ -113,10 +113,11 @@ def verdict_table(rows):
         "Measured with": MEASURE_WORDS.get(str(row.get("measure", "")), str(row.get("measure", ""))),
         "Verdict": str(row["verdict"]),
         "Effect [95 % interval]": effect(row),
+        "What the interval shows": sentence(row.get("proves", "") if isinstance(row.get("proves", ""), str) else ""),
         "Evidence": sentence(row.get("evidence", "")),
     } for row in (rows.to_dict("records") if hasattr(rows, "to_dict") else rows)])
     return (shown.style.hide(axis="index")
             .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["Verdict"])
-            .set_properties(subset=["Claim", "Evidence"], **{"font-size": "0.85em"})
+            .set_properties(subset=["Claim", "What the interval shows", "Evidence"], **{"font-size": "0.85em"})
             .set_table_styles([{"selector": "td", "props": "vertical-align: top;"},
                                {"selector": "td.col0", "props": "min-width: 9em;"}]))

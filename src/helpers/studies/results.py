@@ -278,8 +278,10 @@ ALTERNATIVES_IMAGES = Table("alternatives_images.csv", "per model file, test ima
     "method:str parameter:str seed:int model_file:str test_index:int label:int budget:float measure:str robust:bool"))
 ALTERNATIVES_CLAIMS = Document("alternatives_claims.json", "the verdict on C7 and the checks it relied on (chapter 7)",
                                ("C7", "sanity"))
-VERDICTS = Table("verdicts.csv", "one row per claim C1–C7 and measure, with effect, interval and rule (chapter 7)", _columns(
-    "claim:str measure:str verdict:str effect:float low:float high:float n_seeds:int n_images:int rule:str evidence:str"))
+VERDICTS = Table("verdicts.csv", "one row per claim C1–C7 and measure, with effect, interval, rule, what the interval "
+                 "proves and the family it is corrected with (chapter 7)", _columns(
+    "claim:str measure:str verdict:str effect:float low:float high:float n_seeds:int n_images:int rule:str proves:str "
+    "family:str evidence:str"))
 
 # -- chapter 8 and the book runner
 BENCHMARK = Document("benchmark.json", "the performance chapter's measurements (chapter 8)", ("profile", "goals"))

@@ -306,25 +306,25 @@ def paper_claims(study: DistanceStudy, draws: Mapping[str, Draws], choices: Mapp
         if gauss:
             acc, gain = (estimate(study, draws, gauss, "none", what="accuracy"),
                          estimate(study, draws, gauss, "none", what="mean_l2", measure=measure))
-            verdict, rule = verdicts.keeps_accuracy_and_enlarges_verdict(acc, gain)
+            verdict, rule, shown = verdicts.keeps_accuracy_and_enlarges_verdict(acc, gain)
             rows.append({"claim": "C3", "measure": measure, "verdict": verdict, "effect": gain.effect, "low": gain.low,
-                         "high": gain.high, **n, "rule": rule, "evidence": (
+                         "high": gain.high, **n, "rule": rule, "proves": shown, "evidence": (
                              f"{Defence.parse(gauss).label} (best Gaussian on validation) against no filter: accuracy "
                              f"{acc.text()}, mean ‖δ‖₂ {gain.text()}")})
         pair = choices.get("accurate_gaussian"), choices.get("accurate_median")
         if all(pair) and measure == "paper":  # C4 is about accuracy alone: one row
             gain = estimate(study, draws, pair[0], pair[1], what="accuracy")
-            verdict, rule = verdicts.more_accurate_verdict(gain)
+            verdict, rule, shown = verdicts.more_accurate_verdict(gain)
             rows.append({"claim": "C4", "measure": "accuracy", "verdict": verdict, "effect": gain.effect, "low": gain.low,
-                         "high": gain.high, **n, "rule": rule, "evidence": (
+                         "high": gain.high, **n, "rule": rule, "proves": shown, "evidence": (
                              f"most accurate on validation: {Defence.parse(pair[0]).label} against "
                              f"{Defence.parse(pair[1]).label}; test accuracy difference {gain.text()}")})
         rival = choices.get("rival")
         if rival and "gaussian:1.5" in study.defences:
             gain = estimate(study, draws, "gaussian:1.5", rival, what="score", measure=measure)
-            verdict, rule = verdicts.best_filter_verdict(gain)
+            verdict, rule, shown = verdicts.best_filter_verdict(gain)
             rows.append({"claim": "C5", "measure": measure, "verdict": verdict, "effect": gain.effect, "low": gain.low,
-                         "high": gain.high, **n, "rule": rule, "evidence": (
+                         "high": gain.high, **n, "rule": rule, "proves": shown, "evidence": (
                              f"score of Gaussian σ=1.5 against {Defence.parse(rival).label} (best other filter on "
                              f"validation): {gain.text()}")})
     return rows
