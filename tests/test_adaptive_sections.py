@@ -78,6 +78,7 @@ def test_chapter6_image_rows_cover_every_digit_then_the_subset():
                                pgd_worst=np.array([[1, 1, 1], [1, 0, 1]], bool), sub=slice(0, 2), strong_budgets=[0.0, 2.0],
                                strong_worst=np.array([[1, 1], [0, 0]], bool))
     assert [(r["evaluation"][:3], r["test_index"], r["budget"], r["broken"]) for r in rows] == [
+        ("cle", 7, 0.0, False), ("cle", 3, 0.0, False), ("cle", 5, 0.0, False),  # ε = 0: the clean digits
         ("PGD", 7, 1.0, False), ("PGD", 3, 1.0, True), ("PGD", 5, 1.0, False), ("str", 7, 2.0, True), ("str", 3, 2.0, True)]
 
 
@@ -188,7 +189,7 @@ def test_chapter6_sanity_c6_claim_and_image_rows_from_the_tiny_study(digits):
     assert set(claim.shares) == set(grouped.names.values()) and claim.shares[grouped.names["none"]].shape[0] == 2
     assert "ε ∈ {1}" in claim.statistic
     rows = chapter6_images(fits, chosen, strong, pgd=pgd, budgets=budgets)
-    assert len(rows) == 2 * 2 * (2 * 6 + 1 * 4)  # models × seeds × (PGD budgets > 0 × digits + strong ones × subset)
+    assert len(rows) == 2 * 2 * (3 * 6 + 1 * 4)  # models × seeds × (clean + PGD budgets > 0) × digits + strong ones × subset
     assert rows[0]["model_file"].endswith("none-0.keras")
     table = curve_table(pgd, names=grouped.names, images="all", budgets=budgets, n_resamples=20, seed=0)
     assert set(pooled(table, seeds=[0, 1])["seed"]) == {"all"}

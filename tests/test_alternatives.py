@@ -178,3 +178,11 @@ def test_a_known_clean_answer_is_used_at_zero_budget(noise_model, first_test_dig
     assert attack.correct[0].tolist() == [True, False] * 3
     with pytest.raises(ValueError, match="clean_prediction"):
         smoothed_pgd(noise_model.model, images, labels, sigma=SIGMA, budgets=[0.0], clean_prediction=told[:2])
+
+
+def test_a_certificate_check_that_cannot_fail_is_left_out():
+    from helpers.studies.sanity import certificate_check
+
+    assert certificate_check(model="m", budgets=[0.0, 1.0, 2.0], violations=[0, 0, 0], n_images=4, largest_radius=0.55) is None
+    row = certificate_check(model="m", budgets=[0.0, 1.0, 2.0], violations=[0, 0, 1], n_images=4, largest_radius=1.1)
+    assert row is not None and not row["passed"]

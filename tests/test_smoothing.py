@@ -71,3 +71,18 @@ def test_bad_arguments_name_the_parameter(kwargs, name):
     model = _linear(np.zeros((1, 2)), [0.0, 1.0])
     with pytest.raises(ValueError, match=f"^{name}:"):
         certify(model, np.zeros((2, 4, 4, 1), np.float32), **kwargs)
+
+
+def test_largest_certifiable_radius_bounds_every_certificate():
+    from scipy import stats
+
+    from helpers.defences.smoothing import largest_certifiable_radius, lower_confidence_bound
+
+    r = largest_certifiable_radius(sigma=1.0, n=500, alpha=0.001)
+    assert r == pytest.approx(stats.norm.ppf(0.001 ** (1 / 500)), rel=1e-6)  # all n copies right: p̲ = α^(1/n)
+    assert r == pytest.approx(2.2, abs=0.01)
+    assert largest_certifiable_radius(sigma=0.25, n=500, alpha=0.001) == pytest.approx(r / 4)
+    assert largest_certifiable_radius(sigma=1.0, n=5000, alpha=0.001) > r  # more copies reach further
+    assert 1.0 * stats.norm.ppf(float(lower_confidence_bound(499, 500, alpha=0.001))) < r
+    with pytest.raises(ValueError, match="^sigma"):
+        largest_certifiable_radius(sigma=0.0, n=500, alpha=0.001)

@@ -10,7 +10,8 @@ from helpers.studies.adaptive_study import Gain
 from helpers.studies.trusted import (
     compared_rows,
     comparison_rows,
-    trusted_clean_accuracy,
+    seed_mean_accuracy,
+    trusted_clean_flags,
     trusted_image_rows,
     violation_sentence,
 )
@@ -22,9 +23,11 @@ def test_trusted_clean_accuracy_of_plain_and_smoothed_models():
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
     x = np.random.default_rng(0).random((8, 4, 4, 1)).astype(np.float32)
     predicted = model.predict(x, verbose=0).argmax(axis=1)
-    assert trusted_clean_accuracy([model, model], x, predicted, sigma=None, n0=10, seed=0) == 1.0
-    smoothed = trusted_clean_accuracy([model], x, predicted, sigma=0.25, n0=20, seed=0)
-    assert 0.0 <= smoothed <= 1.0
+    plain = trusted_clean_flags([model, model], x, predicted, sigma=None, n0=10, seed=0)
+    assert plain.shape == (2, 8) and plain.all() and seed_mean_accuracy(plain) == 1.0
+    smoothed = trusted_clean_flags([model], x, predicted, sigma=0.25, n0=20, seed=0)
+    assert smoothed.shape == (1, 8) and 0.0 <= seed_mean_accuracy(smoothed) <= 1.0
+    assert seed_mean_accuracy(np.array([[True, False], [True, True]])) == 0.75
 
 
 def test_trusted_image_rows_one_row_per_measure_budget_and_digit():
@@ -91,8 +94,17 @@ def test_smoothing_study_certifies_at_most_what_the_attack_leaves_and_reports_co
     assert found.certified["noise:0.25", 0].shape == (2, 5) and found.curves["noise:0.25", 1].shape == (5,)
     assert found.violations["noise:0.25"].shape == (2,)
     assert set(found.cost) == {("noise:0.25", "certified"), ("noise:0.25", "attacked")}
-    rows = smoothing_rows(found, regimes={0.25: "noise:0.25"}, seeds=[0, 1], budgets=[0.0, 0.5])
+    rows = smoothing_rows(found, regimes={0.25: "noise:0.25"}, seeds=[0, 1], budgets=[0.0, 0.5], n=50, alpha=0.01)
     assert [r["measure"] for r in rows] == ["certified", "attacked"] and "ε = 0.5" in rows[0]
+    assert 0 < rows[0]["largest certifiable r"] < 0.5 and np.isnan(rows[1]["largest certifiable r"])
+    from helpers.studies.trusted import certificate_rows
+
+    checks, sentence = certificate_rows(found, names={"noise:0.25": "s"}, regimes={0.25: "noise:0.25"}, budgets=[0.0, 0.5], n=50,
+                                        alpha=0.01, n_images=5)
+    assert checks == [] and "σ = 0.25 (largest certifiable radius" in sentence  # r < 0.5: it cannot fail
+    checks, sentence = certificate_rows(found, names={"noise:0.25": "s"}, regimes={0.25: "noise:0.25"}, budgets=[0.0, 0.1], n=50,
+                                        alpha=0.01, n_images=5)
+    assert [c["model"] for c in checks] == ["s"] and sentence.startswith("Every noise level")
 
 
 def test_adversarial_training_study_checks_and_result_rows():
@@ -124,10 +136,13 @@ def test_adversarial_training_study_checks_and_result_rows():
                                alpha=0.01, steps=2, samples=2, seed=0)
     names = {"noise:0.5": "smoothing", "pgd:2": "AT"}
     fits = {(key, k): SimpleNamespace(path=f"/nowhere/{key}-{k}.keras") for key in names for k in (0, 1)}
+    clean = {key: np.ones((2, 6), bool) for key in names}
     rows = trusted_images(fits, digits, names=names, adversarial="pgd:2", seeds=[0, 1], budgets=grid, smoothing=smoothed,
-                          trained=trained)
-    assert len(rows) == 2 * (2 * 2 * 3) + 2 * (2 * 3)  # smoothing: 2 measures; AT: attacked only
-    assert {r["test_index"] for r in rows} == set(digits.subset_index.tolist())
+                          trained=trained, clean=clean)
+    strong = [r for r in rows if r["measure"] != "clean"]
+    assert len(strong) == 2 * (2 * 2 * 3) + 2 * (2 * 3)  # smoothing: 2 measures; AT: attacked only
+    assert {r["test_index"] for r in strong} == set(digits.subset_index.tolist())
+    assert len(rows) - len(strong) == 2 * 2 * 6  # clean: every method, seed and digit at budget 0
     methods = trusted_methods(names=names, adversarial="pgd:2", clean={"noise:0.5": 0.5, "pgd:2": 0.6},
                               seconds={"noise:0.5": 1.0, "pgd:2": 2.0}, smoothing=smoothed, trained=trained)
     assert [m["method"] for m in methods] == ["randomized smoothing", "adversarial training"]

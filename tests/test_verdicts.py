@@ -281,3 +281,36 @@ def test_every_verdict_row_names_what_it_proves_and_its_family():
     assert [r["family"] for r in rows] == [FAMILIES[k] for k in CLAIMS]
     assert rows[3]["proves"] == "rules out x" and rows[0]["proves"] == ""
     assert "Holm" in FAMILIES["C6"] and "Bonferroni" in FAMILIES["C7"]
+
+
+def test_a_verdict_that_changes_with_the_bootstrap_seed_is_not_kept():
+    from helpers.studies.intervals import other_bootstrap_seed, with_stability
+
+    kept = with_stability({"verdict": "partly", "evidence": "e", "proves": "p"}, ["partly"] * 20)
+    assert kept["verdict"] == "partly" and kept["stability"] == "20/20" and "20 of 20 other bootstrap seeds" in kept["evidence"]
+    shaky = with_stability({"verdict": "confirmed", "evidence": "e", "proves": "p"}, ["confirmed"] * 18 + ["partly"] * 2)
+    assert shaky["verdict"] == "inconclusive" and shaky["stability"] == "18/20" and "would be confirmed" in shaky["proves"]
+    assert len({other_bootstrap_seed(0, i) + k for i in range(20) for k in range(10)}) == 200  # streams never overlap
+
+
+def test_monte_carlo_errors_shrink_with_the_number_of_resamples():
+    from helpers.core.stats import p_value_mc_error, quantile_mc_error
+
+    rng = np.random.default_rng(0)
+    small, large = quantile_mc_error(rng.normal(size=1_000), 0.025), quantile_mc_error(rng.normal(size=100_000), 0.025)
+    assert 0 < large < small / 5  # about 1/√100 = 1/10 of it
+    assert abs(small - 0.075) < 0.05  # the normal's 2.5 % quantile from 1 000 draws: SE ≈ 0.07
+    assert p_value_mc_error(0.06, 10_000) == pytest.approx(0.00237, abs=1e-4)
+    assert np.isnan(quantile_mc_error(np.array([np.nan]), 0.5))
+
+
+def test_c6_gains_report_their_monte_carlo_error_and_an_unstable_verdict_would_show():
+    from helpers.studies.adaptive_study import paired_gains
+
+    rng = np.random.default_rng(1)
+    none = rng.random((3, 150)) < 0.3
+    blur = rng.random((3, 150)) < 0.36
+    gains = paired_gains({"none": none.astype(float), "g": blur.astype(float)}, reference="none", n_resamples=4000, seed=0)
+    g = gains["g"]
+    assert 0 < g.low_mc < 0.02 and 0 < g.high_mc < 0.02 and 0 < g.p_mc < 0.01
+    assert "Monte-Carlo" in _c6(gains)["evidence"]

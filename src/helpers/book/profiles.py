@@ -198,7 +198,8 @@ PARAMETERS: tuple[Parameter, ...] = (
       [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], quick=[0.0, 1.0, 2.0, 4.0], shown=True),
     P("pgd_steps", _integer("pgd_steps", minimum=1), 20, quick=10, shown=True),
     P("n_adaptive", _integer("n_adaptive", minimum=1), 150, quick=30, shown=True),
-    P("n_bootstrap", _integer("n_bootstrap", minimum=10), 1000, quick=200),
+    # Resamples of every bootstrap: enough that a verdict does not hang on the bootstrap's own randomness (chapter 9).
+    P("n_bootstrap", _integer("n_bootstrap", minimum=10), 10000, quick=2000),
     # The strong evaluation behind C6: APGD (both losses, exact and BPDA, restarts) and Square on a subset.
     P("strong_images", _integer("strong_images", minimum=2), 50, quick=12, shown=True),
     P("strong_budgets", _list("strong_budgets", lambda s: check_float("strong_budgets", s, minimum=0.0, strict_minimum=True)),

@@ -114,3 +114,22 @@ def interval(draws: np.ndarray, *, level: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     alpha = (1 - level) / 2
     return float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
+
+
+def quantile_mc_error(draws: np.ndarray, q: float) -> float:
+    """Monte-Carlo standard error of the ``q``-quantile of bootstrap ``draws``: half the distance between the order
+    statistics one standard deviation of the rank (√(B·q·(1 − q))) either side of B·q. It shrinks as 1/√B; a bound
+    whose error is not small next to its distance from a threshold needs more resamples. NaN draws are left out."""
+    q = check_float("q", q, minimum=0.0, maximum=1.0)
+    ordered = np.sort(np.asarray(draws, dtype=np.float64)[np.isfinite(draws)])
+    if not len(ordered):
+        return float("nan")
+    spread = np.sqrt(len(ordered) * q * (1 - q))
+    below = int(np.clip(np.floor(len(ordered) * q - spread), 0, len(ordered) - 1))
+    above = int(np.clip(np.ceil(len(ordered) * q + spread), 0, len(ordered) - 1))
+    return float(ordered[above] - ordered[below]) / 2
+
+
+def p_value_mc_error(p: float, n_resamples: int) -> float:
+    """Monte-Carlo standard error of a bootstrap p-value estimated from ``n_resamples`` draws: √(p(1 − p)/B)."""
+    return float(np.sqrt(p * (1 - p) / check_int("n_resamples", n_resamples, minimum=1)))

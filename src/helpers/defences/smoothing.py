@@ -44,6 +44,14 @@ def lower_confidence_bound(successes, trials: int, *, alpha: float) -> np.ndarra
     return np.where(k == 0, 0.0, bound)
 
 
+def largest_certifiable_radius(*, sigma: float, n: int, alpha: float) -> float:
+    """The largest L2 radius CERTIFY can ever return with ``n`` noisy copies at level ``alpha``: every copy voting for
+    the class gives p̲_A = α^(1/n), so r = σ·Φ⁻¹(α^(1/n)). No budget beyond it can be certified, whatever the model."""
+    sigma = check_float("sigma", sigma, minimum=0.0, strict_minimum=True)
+    p_lower = float(lower_confidence_bound(check_int("n", n, minimum=1), n, alpha=alpha))
+    return float(sigma * stats.norm.ppf(p_lower))
+
+
 def sample_counts(
     model: keras.Model, images: np.ndarray, *, sigma: float, n: int, seed: int = 0, batch_size: int = 1000
 ) -> np.ndarray:

@@ -21,6 +21,7 @@ from helpers.studies import adaptive_study as study
 from helpers.studies.adaptive_readouts import evaluation_text
 from helpers.studies.adaptive_study import curve_rows, noise_like, robustness_image_rows
 from helpers.studies.evaluate import attack_evaluation
+from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
 from helpers.studies.sanity import failed_checks, sanity_checks
 from helpers.studies.shares import EvaluationChoice, StudyDigits, c6_shares, share_statistic
 from helpers.studies.verdicts import adaptive_verdict
@@ -203,10 +204,13 @@ def chapter6_image_rows(
     *, model: str, seed: int, model_file: str, pick: np.ndarray, labels: np.ndarray, budgets: Sequence[float],
     pgd_worst: np.ndarray, sub: slice, strong_budgets: Sequence[float], strong_worst: np.ndarray,
 ) -> list[dict]:
-    """One model's rows of ``robustness_images.csv``: PGD's worst case on every digit, the strongest on the subset."""
+    """One model's rows of ``robustness_images.csv``: the clean digits (ε = 0, ``"clean"``), PGD's worst case on every
+    digit, the strongest on the subset. ``pgd_worst`` starts at ε = 0."""
     common = dict(model=model, seed=seed, model_file=model_file)
-    return (robustness_image_rows(**common, labels=labels, test_index=pick, budgets=budgets, correct=pgd_worst,
-                                  evaluation="PGD worst case")
+    clean = [{**common, "test_index": int(index), "label": int(labels[i]), "budget": 0.0, "evaluation": "clean",
+              "broken": not bool(pgd_worst[0, i])} for i, index in enumerate(pick)]  # ε = 0: the clean digit
+    return (clean + robustness_image_rows(**common, labels=labels, test_index=pick, budgets=budgets, correct=pgd_worst,
+                                          evaluation="PGD worst case")
             + robustness_image_rows(**common, labels=labels[sub], test_index=pick[sub], budgets=strong_budgets,
                                     correct=strong_worst, evaluation="strongest worst case"))
 
@@ -257,9 +261,14 @@ def c6_claim(models: StudyModels, strong: StrongStudy, choice: EvaluationChoice,
     shares = c6_shares(choice, strong_worst={s: f["worst"] for s, f in strong.flags.items()},
                        pgd_worst={s: pgd[s]["worst"] for s in strong.flags}, at=strong.at, seeds=seeds, names=names,
                        budgets=strong.grid)
-    gains = study.paired_gains(shares, reference=names["none"], n_resamples=n_resamples, seed=seed)
     statistic = share_statistic(strong.grid)
-    verdict = adaptive_verdict(gains, statistic=statistic, failed_checks=failed_checks(checks), n_checks=len(checks),
-                               evaluation=evaluation_text(use_strong=choice.use_strong, n_strong=n_strong, n_adaptive=n_adaptive),
-                               gradient_free_wins=gradient_free_wins)
+
+    def decided(bootstrap_seed: int) -> tuple[dict, dict]:
+        gains = study.paired_gains(shares, reference=names["none"], n_resamples=n_resamples, seed=bootstrap_seed)
+        return gains, adaptive_verdict(gains, statistic=statistic, failed_checks=failed_checks(checks), n_checks=len(checks),
+                                       evaluation=evaluation_text(use_strong=choice.use_strong, n_strong=n_strong,
+                                                                  n_adaptive=n_adaptive), gradient_free_wins=gradient_free_wins)
+
+    gains, verdict = decided(seed)
+    verdict = with_stability(verdict, [decided(other_bootstrap_seed(seed, i))[1]["verdict"] for i in range(BOOTSTRAP_SEEDS)])
     return C6Claim(statistic=statistic, shares=shares, gains=gains, verdict=verdict)

@@ -28,7 +28,16 @@ from helpers.attacks.attack import loss_and_gradient
 from helpers.attacks.registry import ATTACKS, attacks_of
 from helpers.core.contract import RobustnessResult, l2_norms, safe_norms
 from helpers.core.engine import check_classifier, check_model_images, compiled, predict_logits
-from helpers.core.stats import accuracy_curve_ci, image_counts, interval, over_picked_seeds, per_seed_means, seed_picks
+from helpers.core.stats import (
+    accuracy_curve_ci,
+    image_counts,
+    interval,
+    over_picked_seeds,
+    p_value_mc_error,
+    per_seed_means,
+    quantile_mc_error,
+    seed_picks,
+)
 from helpers.core.validate import check_float, check_int, check_labels
 
 
@@ -148,6 +157,9 @@ class Gain:
     p_holm: float  # Holm-adjusted over the compared models
     n_seeds: int
     n_images: int
+    p_mc: float = 0.0  # Monte-Carlo standard error of p_holm (the bootstrap's own randomness)
+    low_mc: float = 0.0  # … and of each interval bound
+    high_mc: float = 0.0
 
 
 def paired_gains(
@@ -184,10 +196,15 @@ def paired_gains(
     for k, name in enumerate(others):
         diff = draws(name, 2 + k) - base
         low, high = interval(diff, level=family)
+        tail = (1 - family) / 2
         rows[name] = dict(effect=float(arrays[name].mean() - arrays[reference].mean()), low=low, high=high,
-                          p_value=float((1 + np.sum(diff <= 0)) / (len(diff) + 1)), n_seeds=int(arrays[name].shape[0]))
+                          p_value=float((1 + np.sum(diff <= 0)) / (len(diff) + 1)), n_seeds=int(arrays[name].shape[0]),
+                          low_mc=quantile_mc_error(diff, tail), high_mc=quantile_mc_error(diff, 1 - tail))
     adjusted = holm([rows[name]["p_value"] for name in others])
-    return {name: Gain(model=name, p_holm=p, n_images=n_images, **rows[name]) for name, p in zip(others, adjusted, strict=True)}
+    # Holm multiplies a p-value by at most the number of models, and so its Monte-Carlo error.
+    return {name: Gain(model=name, p_holm=p, n_images=n_images, p_mc=min(1.0, len(others) * p_value_mc_error(rows[name]["p_value"],
+                                                                                                        n_resamples)), **rows[name])
+            for name, p in zip(others, adjusted, strict=True)}
 
 
 def holm(p_values) -> list[float]:

@@ -244,6 +244,9 @@ def _min_norm_image_columns() -> tuple[tuple[str, type], ...]:
 
 MIN_NORM_IMAGES = Table("min_norm_images.csv", "per model file and attacked test image: ‖δ‖₂ of every attack, to re-attack "
                         "elsewhere (chapter 5)", _min_norm_image_columns)
+CLEAN_IMAGES = Table("clean_images.csv", "per model file and test digit: classified correctly without an attack, the accuracy "
+                     "behind C3 and C4 (chapter 5)", _columns("defence:str seed:int model_file:str test_index:int label:int "
+                                                              "correct:bool"))
 RESOLUTION = Table("resolution.csv", "the Gaussian study on digits upsampled, one seed: does the best σ move? (chapter 5)",
                    _columns("resolution:int sigma:float relative_sigma:float clean_accuracy:float success_rate:float "
                             "mean_l2:float score:float n_images:int"))
@@ -281,7 +284,7 @@ ALTERNATIVES_CLAIMS = Document("alternatives_claims.json", "the verdict on C7 an
 VERDICTS = Table("verdicts.csv", "one row per claim C1–C7 and measure, with effect, interval, rule, what the interval "
                  "proves and the family it is corrected with (chapter 7)", _columns(
     "claim:str measure:str verdict:str effect:float low:float high:float n_seeds:int n_images:int rule:str proves:str "
-    "family:str evidence:str"))
+    "family:str stability:str evidence:str"))
 
 # -- chapter 8 and the book runner
 BENCHMARK = Document("benchmark.json", "the performance chapter's measurements (chapter 8)", ("profile", "goals"))

@@ -87,9 +87,16 @@ def sanity_checks(
     return rows
 
 
-def certificate_check(*, model: str, budgets: Sequence[float], violations: Sequence[int], n_images: int) -> dict:
+def certificate_check(*, model: str, budgets: Sequence[float], violations: Sequence[int], n_images: int,
+                      largest_radius: float = float("inf")) -> dict | None:
     """The sanity row of a smoothed model: no image is certified correct at a budget where the empirical attack
-    broke it (certified accuracy can never exceed attacked accuracy; a certificate fails with probability α)."""
+    broke it (certified accuracy can never exceed attacked accuracy; a certificate fails with probability α).
+
+    None when it cannot fail: no budget ε > 0 lies within ``largest_radius``, the largest radius the certificate can
+    reach with its number of noisy copies (:func:`helpers.defences.smoothing.largest_certifiable_radius`), so nothing
+    is ever certified there and the check would pass by construction."""
+    if not any(0 < b <= largest_radius for b in budgets):
+        return None
     worst = int(np.max(violations)) if len(violations) else 0
     where = ", ".join(f"ε = {b:g}: {int(v)}" for b, v in zip(budgets, violations, strict=True) if v)
     return {"check": "certified accuracy never exceeds attacked accuracy", "model": model,

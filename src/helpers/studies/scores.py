@@ -150,6 +150,13 @@ def distance_study(models: Mapping[tuple[str, int], tuple[keras.Model, str]], x_
     return study
 
 
+def clean_image_rows(study: DistanceStudy, labels: np.ndarray) -> list[dict]:
+    """``clean_images.csv``: per model file and test digit, whether the model classifies it correctly (the accuracy
+    behind C3 and C4, and chapter 5's clean accuracy)."""
+    return [{"defence": d, "seed": s, "model_file": m.model_file, "test_index": i, "label": int(labels[i]), "correct": bool(c)}
+            for (d, s), m in study.models.items() for i, c in enumerate(m.correct)]
+
+
 def min_norm_image_rows(study: DistanceStudy) -> list[dict]:
     """The per-image file: one row per model and attacked image, with every attack's ‖δ‖₂ (empty: it failed)."""
     rows = []
@@ -328,6 +335,17 @@ def paper_claims(study: DistanceStudy, draws: Mapping[str, Draws], choices: Mapp
                              f"score of Gaussian σ=1.5 against {Defence.parse(rival).label} (best other filter on "
                              f"validation): {gain.text()}")})
     return rows
+
+
+def stable_paper_claims(study: DistanceStudy, choices: Mapping[str, str | None], *, n_resamples: int, seed: int) -> list[dict]:
+    """:func:`paper_claims` from a bootstrap with ``seed``, each verdict checked against the same claims under
+    :data:`helpers.studies.verdicts.BOOTSTRAP_SEEDS` other bootstrap seeds (:func:`helpers.studies.verdicts.with_stability`)."""
+    from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
+
+    claims = paper_claims(study, bootstrap(study, n_resamples=n_resamples, seed=seed), choices)
+    again = [paper_claims(study, bootstrap(study, n_resamples=n_resamples, seed=other_bootstrap_seed(seed, i)), choices)
+             for i in range(BOOTSTRAP_SEEDS)]
+    return [with_stability(row, [other[j]["verdict"] for other in again]) for j, row in enumerate(claims)]
 
 
 def validation_choices(rows: Sequence[Mapping]) -> dict[str, str | None]:

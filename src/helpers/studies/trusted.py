@@ -13,8 +13,9 @@ import numpy as np
 
 from helpers.attacks.adaptive import RobustnessStudy, robustness_study
 from helpers.core.contract import RobustnessResult
+from helpers.core.engine import predict_logits
 from helpers.core.paths import relative
-from helpers.defences.smoothing import certify
+from helpers.defences.smoothing import certify, largest_certifiable_radius
 from helpers.studies.adaptive_study import combine_worst, doubled_effort, strong_attacks, zero_gradient_count
 from helpers.studies.alternatives import (
     certificate_violations,
@@ -23,18 +24,24 @@ from helpers.studies.alternatives import (
     smoothed_pgd,
     smoothed_predict,
 )
-from helpers.studies.evaluate import clean_accuracy
-from helpers.studies.sanity import sanity_checks
-from helpers.studies.shares import StudyDigits
-from helpers.studies.verdicts import Alternative
+from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
+from helpers.studies.sanity import certificate_check, sanity_checks
+from helpers.studies.shares import StudyDigits, alternative_gains
+from helpers.studies.verdicts import Alternative, c7_verdict
 
 
-def trusted_clean_accuracy(models: Sequence[keras.Model], images: np.ndarray, labels: np.ndarray, *, sigma: float | None,
-                           n0: int, seed: int) -> float:
-    """Mean over the seeds' models of the clean accuracy; with ``sigma``, of the smoothed classifier (``n0`` draws)."""
+def trusted_clean_flags(models: Sequence[keras.Model], images: np.ndarray, labels: np.ndarray, *, sigma: float | None,
+                        n0: int, seed: int) -> np.ndarray:
+    """(seeds, images): each seed's model classifies the clean digit correctly; with ``sigma``, the smoothed classifier
+    (its majority over ``n0`` noisy copies)."""
     if sigma is None:
-        return np.mean([clean_accuracy(m, images, labels) for m in models])
-    return np.mean([np.mean(smoothed_predict(m, images, sigma=sigma, n=n0, seed=seed) == labels) for m in models])
+        return np.stack([predict_logits(m, images, batch_size=256).argmax(axis=1) == labels for m in models])
+    return np.stack([smoothed_predict(m, images, sigma=sigma, n=n0, seed=seed) == labels for m in models])
+
+
+def seed_mean_accuracy(flags: np.ndarray) -> float:
+    """The mean over seeds of each seed's accuracy, from (seeds, images) flags (:func:`trusted_clean_flags`)."""
+    return float(np.mean([f.mean() for f in flags]))
 
 
 def trusted_image_rows(*, method: str, parameter: str, seed: int, model_file: str, measures: Mapping[str, np.ndarray],
@@ -124,11 +131,14 @@ def smoothing_study(models: Mapping[tuple[str, int], keras.Model], *, regimes: M
     return SmoothingStudy(radii=radii, certified=certified, attacked=attacked, curves=curves, cost=cost, violations=violations)
 
 
-def smoothing_rows(found: SmoothingStudy, *, regimes: Mapping[float, str], seeds: Sequence[int], budgets: Sequence[float]) -> list[dict]:
-    """Per σ and measure (certified, attacked): accuracy at each budget (mean over seeds) and CPU seconds per digit."""
+def smoothing_rows(found: SmoothingStudy, *, regimes: Mapping[float, str], seeds: Sequence[int], budgets: Sequence[float],
+                   n: int, alpha: float) -> list[dict]:
+    """Per σ and measure (certified, attacked): accuracy at each budget (mean over seeds), CPU seconds per digit, and
+    the largest radius ``n`` copies can ever certify at level ``alpha``."""
     return [{"noise σ": s, "measure": measure,
              **{f"ε = {e:g}": np.mean([flags[regime, k][b].mean() for k in seeds]) for b, e in enumerate(budgets)},
-             "CPU s per digit": found.cost[regime, measure]}
+             "CPU s per digit": found.cost[regime, measure],
+             "largest certifiable r": largest_certifiable_radius(sigma=s, n=n, alpha=alpha) if measure == "certified" else np.nan}
             for s, regime in regimes.items() for measure, flags in (("certified", found.certified), ("attacked", found.attacked))]
 
 
@@ -181,16 +191,25 @@ def adversarial_training_checks(models: Mapping[int, keras.Model], digits: Study
 
 
 def trusted_images(fits: Mapping[tuple[str, int], object], digits: StudyDigits, *, names: Mapping[str, str], adversarial: str,
-                   seeds: Sequence[int], budgets: Sequence[float], smoothing: SmoothingStudy, trained: TrainedStudy) -> list[dict]:
-    """Every row of ``alternatives_images.csv`` (:func:`trusted_image_rows` per method and seed, in order)."""
+                   seeds: Sequence[int], budgets: Sequence[float], smoothing: SmoothingStudy, trained: TrainedStudy,
+                   clean: Mapping[str, np.ndarray]) -> list[dict]:
+    """Every row of ``alternatives_images.csv`` (:func:`trusted_image_rows` per method and seed, in order): the
+    ``"clean"`` measure (``clean``: per method, (seeds, images) flags on every digit of chapter 6, at budget 0), then
+    the attacked and certified ones on the strong subset."""
     def measures(key: str, k: int) -> dict[str, np.ndarray]:
         if key == adversarial:
             return {"attacked": trained.flags["worst"][k]}
         return {"attacked": smoothing.attacked[key, k], "certified": smoothing.certified[key, k]}
 
-    return [row for key in names for k in seeds for row in trusted_image_rows(
-        method=names[key], parameter=key, seed=k, model_file=relative(fits[key, k].path), test_index=digits.subset_index,
-        labels=digits.ys, budgets=budgets, measures=measures(key, k))]
+    rows = []
+    for key in names:
+        for i, k in enumerate(seeds):
+            common = dict(method=names[key], parameter=key, seed=k, model_file=relative(fits[key, k].path))
+            rows += trusted_image_rows(**common, test_index=digits.pick, labels=digits.labels, budgets=[0.0],
+                                       measures={"clean": clean[key][i][None]})
+            rows += trusted_image_rows(**common, test_index=digits.subset_index, labels=digits.ys, budgets=budgets,
+                                       measures=measures(key, k))
+    return rows
 
 
 def trusted_methods(*, names: Mapping[str, str], adversarial: str, clean: Mapping[str, float], seconds: Mapping[str, float],
@@ -202,3 +221,40 @@ def trusted_methods(*, names: Mapping[str, str], adversarial: str, clean: Mappin
              "certify_cpu_seconds_per_image": None if key == adversarial else smoothing.cost[key, "certified"],
              "attack_cpu_seconds_per_image": trained.cpu_seconds_per_image if key == adversarial else smoothing.cost[key, "attacked"],
              "pgd_accuracy": trained.pgd_accuracy().tolist() if key == adversarial else None} for key in names]
+
+
+def c7_claim(blur_share: np.ndarray | None, measures: Mapping[str, tuple[np.ndarray, np.ndarray]], *, names: Mapping[str, str],
+             clean_gaps: Mapping[str, float], blur: str | None, statistic: str, failed_checks: Sequence[str], n_checks: int,
+             n_resamples: int, seed: int) -> tuple[list[Alternative], dict]:
+    """C7 (:func:`helpers.studies.verdicts.c7_verdict`): the blur's paired gains over each alternative
+    (:func:`helpers.studies.shares.alternative_gains`) and the verdict, checked under other bootstrap seeds
+    (:func:`helpers.studies.verdicts.with_stability`). ``blur``: its name; None when chapter 5 chose no Gaussian."""
+    def decided(bootstrap_seed: int) -> tuple[list[Alternative], dict]:
+        compared = (alternative_gains(blur_share, measures, names=names, clean_gaps=clean_gaps, n_resamples=n_resamples,
+                                      seed=bootstrap_seed) if blur else [])
+        return compared, c7_verdict(compared, blur=blur, statistic=statistic, failed_checks=failed_checks, n_checks=n_checks)
+
+    compared, verdict = decided(seed)
+    if not blur:
+        return compared, verdict
+    return compared, with_stability(verdict, [decided(other_bootstrap_seed(seed, i))[1]["verdict"] for i in range(BOOTSTRAP_SEEDS)])
+
+
+def certificate_rows(found: SmoothingStudy, *, names: Mapping[str, str], regimes: Mapping[float, str], budgets: Sequence[float],
+                     n: int, alpha: float, n_images: int) -> tuple[list[dict], str]:
+    """The certificate sanity rows of the smoothed models whose check can fail, and a sentence naming those left out:
+    where no budget lies within the largest radius ``n`` copies can certify, nothing is ever certified and the check
+    would pass by construction."""
+    rows, left_out = [], []
+    for sigma, regime in regimes.items():
+        largest = largest_certifiable_radius(sigma=sigma, n=n, alpha=alpha)
+        row = certificate_check(model=names[regime], budgets=budgets, violations=found.violations[regime], n_images=n_images,
+                                largest_radius=largest)
+        if row is None:
+            left_out.append(f"σ = {sigma:g} (largest certifiable radius {largest:.2f})")
+        else:
+            rows.append(row)
+    sentence = (f"Every noise level can certify one of the budgets with n = {n} copies, so each certificate check can fail."
+                if not left_out else f"Left out of the sanity checks, because with n = {n} copies they cannot certify any "
+                f"of the budgets and so cannot fail: {'; '.join(left_out)}.")
+    return rows, sentence

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from helpers.core.validate import check_choice, check_float, check_int
+from helpers.studies.intervals import Estimate, decide, proves
 
 VERDICTS = ("confirmed", "partly", "refuted", "inconclusive")
 # One line per claim, in the order of the verdict table.
@@ -126,7 +127,7 @@ def architecture_verdict(
     rule = (f"both models ≥ {100 * min_accuracy:.0f} % accurate, same input size, > 50 % success; confirmed if VGG16's median "
             f"RMS is ≥ {MIN_RELATIVE_EFFECT:.0%} larger over its whole interval, partly if only larger, refuted if a "
             f"{MIN_RELATIVE_EFFECT:.0%} excess is excluded")
-    out = {"verdict": "inconclusive", "rule": rule}
+    out = {"verdict": "inconclusive", "rule": rule, "proves": "nothing: the two networks cannot be compared in this run"}
     if deeper not in rms or shallower not in rms or not len(rms[deeper]) or not len(rms[shallower]):
         return out | {"evidence": "this profile does not attack both VGG16 and InceptionV3"}
     if not all(accuracy.get(a, 0.0) >= min_accuracy for a in (deeper, shallower)):
@@ -159,63 +160,6 @@ def architecture_verdict(
 # The smallest effects that matter: an accuracy difference of 2 points, a 10 % change in ‖δ‖₂ or in the score.
 MIN_ACCURACY_EFFECT = 0.02
 MIN_RELATIVE_EFFECT = 0.10
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """An effect with its 95 % interval (a bootstrap over training seeds and images)."""
-
-    effect: float
-    low: float
-    high: float
-
-    def text(self, *, percent: bool = True) -> str:
-        if percent:
-            return f"{self.effect:+.1%} [{self.low:+.1%}, {self.high:+.1%}]"
-        return f"{self.effect:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
-
-
-def decide(estimate: Estimate, *, minimum: float, refute_below: float | None = None) -> str:
-    """Confirmed: the whole interval lies at or above ``minimum`` (every effect too small to matter is excluded).
-    Partly: the interval lies above 0 but reaches below ``minimum`` (the direction is established, the size is not).
-    Refuted: the interval lies below ``refute_below`` (default ``minimum``: an effect that matters is excluded).
-    Otherwise inconclusive."""
-    minimum = check_float("minimum", minimum, minimum=0.0)
-    refute_below = minimum if refute_below is None else check_float("refute_below", refute_below)
-    if not all(np.isfinite([estimate.effect, estimate.low, estimate.high])):
-        return "inconclusive"
-    if estimate.low >= minimum:
-        return "confirmed"
-    if estimate.high < refute_below:
-        return "refuted"
-    if estimate.low > 0:
-        return "partly"
-    return "inconclusive"
-
-
-def _signed(value: float, *, percent: bool = True) -> str:
-    return (f"{value:+.1%}" if percent else f"{value:+.3f}").replace("+0.0%", "0").replace("-", "−")
-
-
-def proves(verdict: str, estimate: Estimate | None, *, minimum: float, refute_below: float | None = None,
-           effect: str = "an effect") -> str:
-    """What an interval rule's verdict establishes, in words: the size shown, the direction only, what is ruled out,
-    or why neither (``effect`` names what is measured, e.g. ``"a gain in accuracy"``)."""
-    refute_below = minimum if refute_below is None else refute_below
-    if estimate is None or not all(np.isfinite([estimate.effect, estimate.low, estimate.high])):
-        return "no interval: nothing is established"
-    interval = f"[{_signed(estimate.low)}, {_signed(estimate.high)}]"
-    if verdict == "confirmed":
-        return f"establishes {effect} of at least {_signed(minimum)}: the whole interval {interval} lies at or above it"
-    if verdict == "partly":
-        return (f"establishes the direction (the interval {interval} lies above 0) but not the size: effects between "
-                f"{_signed(estimate.low)} and {_signed(minimum)} are not excluded")
-    if verdict == "refuted":
-        ruled = "any positive effect" if refute_below <= 0 else f"{effect} of {_signed(refute_below)} or more"
-        return f"rules out {ruled}: the whole interval {interval} lies below {_signed(refute_below)}"
-    if refute_below <= 0:
-        return f"establishes neither a gain nor a loss: the interval {interval} holds 0"
-    return f"establishes neither: the interval {interval} holds 0 and reaches {_signed(minimum)}"
 
 
 def _both(first: str, second: str) -> str:
@@ -342,7 +286,8 @@ def adaptive_verdict(
         verdict = "inconclusive"
     if verdict == "inconclusive" and notes:
         shown = "nothing: " + "; ".join(notes)
-    parts = [f"{k}: {g.effect:+.1%} [{g.low:+.1%}, {g.high:+.1%}], Holm p = {g.p_holm:.3f}" for k, g in gains.items()]
+    parts = [f"{k}: {g.effect:+.1%} [{g.low:+.1%}, {g.high:+.1%}] (bounds ± {max(g.low_mc, g.high_mc):.1%} Monte-Carlo), "
+             f"Holm p = {g.p_holm:.3f} ± {g.p_mc:.3f}" for k, g in gains.items()]
     passed = f"; sanity checks passed: {n_checks - len(failed_checks)} of {n_checks}" if n_checks else ""
     evidence = (f"{evaluation}; most favourable: {name}. Gain in {statistic} over the undefended model: " + "; ".join(parts)
                 + passed + ("" if not notes else ". " + "; ".join(notes)))
@@ -454,6 +399,7 @@ def verdict_rows(claims: Mapping[str, Mapping | Sequence[Mapping]], *, through: 
                 "effect": entry.get("effect", float("nan")), "low": entry.get("low", float("nan")),
                 "high": entry.get("high", float("nan")), "n_seeds": int(entry.get("n_seeds", 1)),
                 "n_images": int(entry.get("n_images", 0)), "rule": entry.get("rule", ""),
-                "proves": entry.get("proves", ""), "family": FAMILIES[key], "evidence": str(entry["evidence"]),
+                "proves": entry.get("proves", ""), "family": FAMILIES[key], "stability": entry.get("stability", ""),
+                "evidence": str(entry["evidence"]),
             })
     return rows
