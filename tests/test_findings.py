@@ -82,14 +82,14 @@ def _scores(best_sigma):
              "score": 2.0 if s == best_sigma else 1.0, "label": str(s)} for s in (0.0, 1.0, 2.0)]
 
 
-def test_resolution_glue_says_whether_the_best_sigma_moves():
+def test_resolution_glue_reports_the_best_sigmas_and_claims_nothing_from_one_seed():
     resolution = [{"relative_sigma": s, "score": 3.0 if s == 1.0 else 1.0} for s in (0.0, 0.5, 1.0)]
     same = findings.resolution_glue(_scores(1.0), resolution, factor=2, image_size=28)
     assert same["sigma_share_28"] == pytest.approx(100 * 1.5 / 28) and same["relative_blur"] == pytest.approx(299 / 28)
     assert same["resolution_sentence"].startswith("At 28 px the best of these σ by score is 1; upsampled, it is 2 px, i.e. 1 ")
-    assert same["resolution_sentence"].endswith("a property of the image size rather than of the filter.")
+    assert "They coincide" in same["resolution_sentence"] and "no verdict rests on it" in same["resolution_sentence"]
     moved = findings.resolution_glue(_scores(2.0), resolution, factor=2, image_size=28)
-    assert "do not coincide" in moved["resolution_sentence"]
+    assert "They differ" in moved["resolution_sentence"] and "not a finding" in moved["resolution_sentence"]
     skipped = findings.resolution_glue(_scores(2.0), None, factor=1, image_size=28)
     assert skipped["resolution_sentence"].startswith("This profile skips") and skipped["resolution_factor_value"] == 1
 
