@@ -110,7 +110,8 @@ def test_chapter6_checks_read_every_curve_and_name_each_model():
         more_effort={"N": (np.array([0.5]), np.array([0.5])), "G": (np.array([0.5]), np.array([0.5]))},
         transferred={"g": np.array([1.0, 0.9])}, zero_gradients={"N": (0, 10), "G": (0, 10)}, n_images=n, n_strong=n)
     assert {c["model"] for c in checks} == {"N", "G"}
-    assert all({"check", "passed", "value", "threshold"} <= set(c) for c in checks)
+    assert all({"check", "passed", "value", "threshold", "margin"} <= set(c) for c in checks)
+    assert all((c["margin"] >= 0) == c["passed"] for c in checks if "noise" not in c["check"])  # the margin says which side
 
 
 def test_chapter_tables_format_the_rows():
@@ -123,7 +124,8 @@ def test_chapter_tables_format_the_rows():
     assert "[1.00, 1.50]" in paper_attack_view(paper).to_html()
     curves = pd.DataFrame([{"label": "G", "attack": "worst", "budget": 1.0, "accuracy": 0.25}])
     assert "ε = 1" in strong_view(curves).to_html() and "25.0%" in strong_view(curves).to_html()
-    assert "✗ FAIL" in checks_view([{"check": "c", "model": "G", "passed": False, "value": 1, "threshold": 0}]).to_html()
+    view = checks_view([{"check": "c", "model": "G", "measured": "1", "passed": False, "value": 1, "threshold": 0, "margin": -1}]).to_html()
+    assert "✗ FAIL" in view and "-1" in view
     gain = Gain(model="G", effect=0.1, low=0.05, high=0.15, p_value=0.01, p_holm=0.02, n_seeds=3, n_images=10)
     assert "+10.0%" in gain_view({"G": gain}, {"G": np.array([[0.5, 0.7]])}).to_html()
 

@@ -135,3 +135,16 @@ def test_min_norm_table_has_a_column_per_attack_and_the_strongest():
     wide = tables.min_norm_table(rows).data
     assert list(wide.columns) == [scores.ATTACK_LABELS[a] for a in (*scores.ATTACKS, "strongest")]
     assert math.isclose(wide.iloc[0, 0], 1.0)
+
+
+def test_verdict_table_shows_what_each_interval_proves_under_the_coloured_verdict():
+    from helpers.book.notebook import VERDICT_COLOURS, verdict_table
+
+    rows = [{"claim": "C4: x", "measure": "accuracy", "verdict": "refuted", "effect": -0.04, "low": -0.07, "high": -0.01,
+             "proves": "rules out an accuracy gain of +2.0% or more", "evidence": "e"},
+            {"claim": "C1: y", "measure": "—", "verdict": "partly", "effect": float("nan"), "low": float("nan"),
+             "high": float("nan"), "proves": float("nan"), "evidence": "f"}]
+    html = verdict_table(rows).to_html()
+    assert "Rules out an accuracy gain of +2.0% or more" in html and "<b>refuted</b>" in html
+    assert VERDICT_COLOURS["refuted"] in html and VERDICT_COLOURS["partly"] in html
+    assert "−4.0%" in html and "[−7.0%, −1.0%]" in html

@@ -13,8 +13,8 @@ def results_folder(tmp_path, monkeypatch):
 
 
 def test_typed_round_trip():
-    rows = [{"check": "a", "model": "b", "measured": "1 %", "value": 0.01, "threshold": 0.02, "passed": np.bool_(True)},
-            {"check": "c", "model": "d", "measured": "2 %", "value": 0.02, "threshold": 0.01, "passed": False}]
+    rows = [{"check": "a", "model": "b", "measured": "1 %", "value": 0.01, "threshold": 0.02, "margin": 0.01, "passed": np.bool_(True)},
+            {"check": "c", "model": "d", "measured": "2 %", "value": 0.02, "threshold": 0.01, "margin": -0.01, "passed": False}]
     results.SANITY.write(rows)
     back = results.SANITY.read()
     assert back[0]["passed"] is True and back[1]["passed"] is False
@@ -31,7 +31,8 @@ def test_writer_rejects_missing_or_unknown_columns():
         results.TRANSFER_CONTROLS.write([{"images": "a", "receiver": "none", "role": "r", "seed": 0, "n": 1, "still_target": 0.5,
                                           "correct": 0.5, "extra": 1}])
     with pytest.raises(TypeError, match="passed"):
-        results.SANITY.write([{"check": "a", "model": "b", "measured": "c", "value": 0.0, "threshold": 0.0, "passed": "yes"}])
+        results.SANITY.write([{"check": "a", "model": "b", "measured": "c", "value": 0.0, "threshold": 0.0, "margin": 0.0,
+                               "passed": "yes"}])
 
 
 def test_stale_file_fails_with_one_line_naming_file_and_column(results_folder):

@@ -60,9 +60,15 @@ def strong_view(strong_curves: pd.DataFrame) -> Styler:
 
 
 def checks_view(checks: Sequence[Mapping]) -> Styler:
-    """The sanity checks, each passed or failed."""
-    return pd.DataFrame(checks).drop(columns=["value", "threshold"]).assign(
-        passed=lambda t: t["passed"].map({True: "✓ pass", False: "✗ FAIL"})).style.hide(axis="index")
+    """The sanity checks, each passed or failed, with its threshold and the margin it passed (or failed) by."""
+    table = pd.DataFrame(checks)
+    if "margin" not in table:  # a sanity.csv written before checks reported their margin
+        table["margin"] = float("nan")
+    return (table.assign(passed=lambda t: t["passed"].map({True: "✓ pass", False: "✗ FAIL"}))
+            [["check", "model", "measured", "threshold", "margin", "passed"]]
+            .style.format({"threshold": "{:.3g}", "margin": "{:+.3g}"}, na_rep="—").hide(axis="index")
+            .set_caption("Sanity checks: margin is how far the measured value lies from the threshold, on the passing "
+                         "side when positive"))
 
 
 def gain_view(gains: Mapping[str, Gain], shares: Mapping) -> Styler:

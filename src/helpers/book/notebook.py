@@ -91,8 +91,8 @@ MEASURE_WORDS = {"paper": "the paper's attack", "strongest": "the strongest atta
 
 def verdict_table(rows):
     """The verdict rows (``helpers.verdicts.verdict_rows`` or ``verdicts.csv``) as a table for readers: headers in
-    words, the effect as a percentage with its 95 % interval, "—" where a claim has no single effect, the verdict
-    coloured."""
+    words, the verdict coloured with what its interval establishes or rules out under it, the effect as a
+    percentage with its 95 % interval ("—" where a claim has no single effect)."""
     import math
 
     import pandas as pd
@@ -108,16 +108,23 @@ def verdict_table(rows):
         interval = f"[{lo:+.1%}, {hi:+.1%}]".replace("-", "−")
         return f"{e:+.1%}".replace("-", "−") + f"<br><span style='font-size: 0.85em; color: #666; white-space: nowrap'>{interval}</span>"
 
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
+
+    def verdict(row) -> str:  # the word, and under it what its interval establishes or rules out
+        proves = row.get("proves", "")
+        shown = sentence(proves) if isinstance(proves, str) and proves else ""
+        return f"<b>{row['verdict']}</b>" + (f"<br><span style='font-size: 0.85em'>{shown}</span>" if shown else "")
+
     shown = pd.DataFrame([{
         "Claim": str(row["claim"]),
         "Measured with": MEASURE_WORDS.get(str(row.get("measure", "")), str(row.get("measure", ""))),
-        "Verdict": str(row["verdict"]),
+        "Verdict, and what its interval shows": verdict(row),
         "Effect [95 % interval]": effect(row),
-        "What the interval shows": sentence(row.get("proves", "") if isinstance(row.get("proves", ""), str) else ""),
         "Evidence": sentence(row.get("evidence", "")),
-    } for row in (rows.to_dict("records") if hasattr(rows, "to_dict") else rows)])
-    return (shown.style.hide(axis="index")
-            .map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["Verdict"])
-            .set_properties(subset=["Claim", "What the interval shows", "Evidence"], **{"font-size": "0.85em"})
+    } for row in records])
+    colours = pd.DataFrame("", index=shown.index, columns=shown.columns)
+    colours.iloc[:, 2] = [f"background-color: {VERDICT_COLOURS.get(str(r['verdict']), '')}; min-width: 12em" for r in records]
+    return (shown.style.hide(axis="index").apply(lambda _: colours, axis=None)
+            .set_properties(subset=["Claim", "Evidence"], **{"font-size": "0.85em"})
             .set_table_styles([{"selector": "td", "props": "vertical-align: top;"},
                                {"selector": "td.col0", "props": "min-width: 9em;"}]))

@@ -260,7 +260,7 @@ ROBUSTNESS_IMAGES = Table("robustness_images.csv", "per model file, test image a
                           "it? To re-attack elsewhere (chapter 6)", _columns(
     "model:str seed:int model_file:str test_index:int label:int budget:float evaluation:str broken:bool"))
 SANITY = Table("sanity.csv", "the sanity checks of the adaptive evaluation, one row per check and model (chapter 6)", _columns(
-    "check:str model:str measured:str value:float threshold:float passed:bool"))
+    "check:str model:str measured:str value:float threshold:float margin:float passed:bool"))
 TRANSFER_CONTROLS = Table("transfer_controls.csv", "adversarial digits made on the undefended model, fed to the defended "
                           "models and to three controls (chapter 6)", _columns(
     "images:str receiver:str role:str seed:int n:int still_target:float correct:float"))

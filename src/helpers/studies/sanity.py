@@ -53,13 +53,16 @@ def sanity_checks(
     nonzero = budgets > 0
     rows = []
 
-    def row(check: str, model: str, measured: str, value: float, threshold: float, passed: bool) -> None:
+    def row(check: str, model: str, measured: str, value: float, threshold: float, passed: bool, *, at_least: bool = False
+            ) -> None:  # margin: how far the value is from the threshold, on the passing side when positive
         rows.append({"check": check, "model": model, "measured": measured, "value": float(value),
-                     "threshold": float(threshold), "passed": bool(passed)})
+                     "threshold": float(threshold), "margin": float(value - threshold if at_least else threshold - value),
+                     "passed": bool(passed)})
 
     for model in worst:
         success = float(unbounded_success[model])
-        row("the unbounded attack always succeeds", model, f"success {success:.1%}", success, 1 - one, success >= 1 - one)
+        row("the unbounded attack always succeeds", model, f"success {success:.1%}", success, 1 - one, success >= 1 - one,
+            at_least=True)
         rises = {k: float(np.max(np.diff(np.asarray(v, dtype=np.float64)))) for k, v in curves[model].items()}
         name = max(rises, key=rises.get)
         row("a larger budget never raises accuracy", model, f"largest rise {rises[name]:+.1%} ({name})", rises[name], one,
@@ -101,7 +104,7 @@ def certificate_check(*, model: str, budgets: Sequence[float], violations: Seque
     where = ", ".join(f"ε = {b:g}: {int(v)}" for b, v in zip(budgets, violations, strict=True) if v)
     return {"check": "certified accuracy never exceeds attacked accuracy", "model": model,
             "measured": f"{worst} of {n_images} digits certified yet broken" + (f" ({where})" if where else ""),
-            "value": float(worst), "threshold": 0.0, "passed": worst == 0}
+            "value": float(worst), "threshold": 0.0, "margin": float(-worst), "passed": worst == 0}
 
 
 def failed_checks(checks: Sequence[Mapping]) -> list[str]:
