@@ -72,7 +72,8 @@ def test_every_file_has_one_name():
 def test_every_write_names_its_file_for_the_book_runner(results_folder, tmp_path_factory, monkeypatch):
     listing = tmp_path_factory.mktemp("runner") / "written"
     monkeypatch.setenv("BOOK_WRITTEN", str(listing))
-    results.SANITY.write([{"check": "a", "model": "b", "measured": "c", "value": 0.0, "threshold": 0.0, "passed": True}])
+    results.SANITY.write([{"check": "a", "model": "b", "measured": "c", "value": 0.0, "threshold": 0.0, "margin": 0.0,
+                               "passed": True}])
     results.BENCHMARK.write({"profile": "quick", "goals": []})
     results.ADVERSARIAL.write(**{name: np.zeros(2) for name in results.ADVERSARIAL.arrays})
     assert listing.read_text().split() == ["sanity.csv", "benchmark.json", "mnist_adversarial.npz"]
