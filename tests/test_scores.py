@@ -74,3 +74,14 @@ def test_validation_choices():
     assert choices["best_defence"] == "gaussian:1" and choices["best_gaussian"] == "gaussian:1"
     assert choices["accurate_gaussian"] == "gaussian:1.5" and choices["accurate_median"] == "median:3"
     assert choices["rival"] == "gaussian:1"
+
+
+def test_stable_paper_claims_keep_a_clear_verdict_and_record_its_stability():
+    correct = {"none": [[1, 1, 1, 0]] * 2, "gaussian:1": [[1, 1, 1, 0]] * 2}
+    study = _study({"none": [[1, 2, 3, 4]] * 2, "gaussian:1": [[2, 4, 6, 8]] * 2}, correct)
+    draws = scores.bootstrap(study, n_resamples=200, seed=0)
+    claims = scores.stable_paper_claims(study, draws, {"best_gaussian": "gaussian:1"}, n_resamples=200, seed=0)
+    c3 = [c for c in claims if c["claim"] == "C3"]
+    assert c3 and all(c["stability"] == "20/20" for c in c3)  # ‖δ‖₂ exactly doubled, accuracy equal: no seed can flip it
+    assert all(c["verdict"] == "confirmed" and "at least +10.0%" in c["proves"] for c in c3)
+    assert c3[0]["effect"] == scores.paper_claims(study, draws, {"best_gaussian": "gaussian:1"})[0]["effect"]

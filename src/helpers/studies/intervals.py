@@ -44,8 +44,8 @@ def decide(estimate: Estimate, *, minimum: float, refute_below: float | None = N
     return "inconclusive"
 
 
-def _signed(value: float, *, percent: bool = True) -> str:
-    return (f"{value:+.1%}" if percent else f"{value:+.3f}").replace("+0.0%", "0").replace("-", "−")
+def _signed(value: float) -> str:
+    return f"{value:+.1%}".replace("+0.0%", "0").replace("-", "−")
 
 
 def proves(verdict: str, estimate: Estimate | None, *, minimum: float, refute_below: float | None = None,

@@ -337,12 +337,14 @@ def paper_claims(study: DistanceStudy, draws: Mapping[str, Draws], choices: Mapp
     return rows
 
 
-def stable_paper_claims(study: DistanceStudy, choices: Mapping[str, str | None], *, n_resamples: int, seed: int) -> list[dict]:
-    """:func:`paper_claims` from a bootstrap with ``seed``, each verdict checked against the same claims under
-    :data:`helpers.studies.verdicts.BOOTSTRAP_SEEDS` other bootstrap seeds (:func:`helpers.studies.verdicts.with_stability`)."""
+def stable_paper_claims(study: DistanceStudy, draws: Mapping[str, Draws], choices: Mapping[str, str | None], *,
+                        n_resamples: int, seed: int) -> list[dict]:
+    """:func:`paper_claims` from ``draws`` (:func:`bootstrap` with ``seed``), each verdict checked against the same
+    claims under :data:`helpers.studies.intervals.BOOTSTRAP_SEEDS` other bootstrap seeds
+    (:func:`helpers.studies.intervals.with_stability`)."""
     from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
 
-    claims = paper_claims(study, bootstrap(study, n_resamples=n_resamples, seed=seed), choices)
+    claims = paper_claims(study, draws, choices)
     again = [paper_claims(study, bootstrap(study, n_resamples=n_resamples, seed=other_bootstrap_seed(seed, i)), choices)
              for i in range(BOOTSTRAP_SEEDS)]
     return [with_stability(row, [other[j]["verdict"] for other in again]) for j, row in enumerate(claims)]
