@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.book import notebook
 from helpers.core.contract import RobustnessResult
 from helpers.studies.adaptive_readouts import (
     blur_credit,
@@ -107,13 +106,6 @@ def test_middle_budget_glued_reads_the_worst_case_at_the_middle_budget():
     mid, glued = middle_budget_glued(curves, budgets=[0.0, 1.0, 2.0, 3.0], defended=["g", "h"], names={"g": "G", "h": "H"})
     assert mid == 2.0 and glued["mid_best_label"] == "G"
     assert glued["mid_none"] == pytest.approx(10) and glued["mid_best"] == pytest.approx(30)
-
-
-def test_glue_all_glues_every_value_in_order(monkeypatch):
-    seen = []
-    monkeypatch.setattr(notebook, "glue", lambda name, value: seen.append((name, value)))
-    notebook.glue_all({"a": 1, "b": "two"})
-    assert seen == [("a", 1), ("b", "two")]
 
 
 def test_strong_readout_names_square_wins_and_glues_the_sentences():
