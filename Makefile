@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 help:
 	@echo "make book [PROFILE=quick|default|paper]  run the notebooks with papermill and build the book"
 	@echo "make test                                 lint, unit tests, quick-profile notebooks + book build, browser test"
-	@echo "make unit                                 lint + fast unit tests only"
+	@echo "make unit                                 lint + the fast unit tests (no notebooks, browser or slow tests)"
 	@echo "make lab [PROFILE=quick|default]          open the chapters in JupyterLab (the profile of the last make book)"
 	@echo "make notebook NB=02_gaussian PROFILE=...  rerun one notebook (then make book to rebuild)"
 	@echo "make bench [PROFILE=...]                  rerun only the performance chapter (after make book)"
@@ -77,11 +77,16 @@ lab: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests notebooks scripts
 
+# Tests run in TEST_JOBS pytest-xdist workers: the tests of the quick-profile book in one of them, in order, while the
+# other takes the rest, a whole test file at a time (tests/conftest.py). TEST_JOBS=0 runs them in this process, one at a time.
+TEST_JOBS ?= 2
+PYTEST := $(BIN)/pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS))
+
 unit: lint
-	$(BIN)/pytest -m "not notebooks and not browser"
+	$(PYTEST) -m "not notebooks and not browser and not slow"
 
 test: lint widget-assets $(BENCH_STAMP)
-	$(BIN)/pytest
+	$(PYTEST)
 
 clean:
 	rm -rf data/models data/results data/cache data/live-slider book/_build book/executed artifacts $(ASSETS)/ipywidgets $(ASSETS)/mathjax \

@@ -19,8 +19,14 @@ def mnist():
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("models")
+def model_cache(tmp_path_factory, worker_id):
+    """One model cache for the whole run: pytest-xdist's workers share it (the cache's lock lets one of them train a
+    model and the others load it), so each session model is trained once."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp("models")
+    shared = tmp_path_factory.getbasetemp().parent / "models"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +71,23 @@ def quick_book() -> Path:
     if result.returncode != 0:
         pytest.fail("scripts/run_book.py --profile quick failed (see the output above)")
     return html
+
+
+# Under pytest-xdist (``make test`` and ``make unit`` run ``-n 2``) every test file that uses the quick-profile book runs in
+# one worker, in file order, so the book is built once and no other test sees it half-rebuilt; every other file runs
+# whole in one worker, so its module fixtures (trained models) are built once. (pytest-xdist's own ``loadgroup`` cannot
+# do this under pytest 9: it marks groups by rewriting ``item._nodeid``, which pytest 9 no longer reads.)
+BOOK_FILES = {f"tests/{p.name}" for p in Path(__file__).parent.glob("test_*.py") if "quick_book" in p.read_text()}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BookFirstScheduling(LoadScopeScheduling):
+        """Scopes are test files, and the book's files are one scope; the scopes with most tests go first."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::")[0]
+            return "quick_book" if file in BOOK_FILES else file
+
+    return BookFirstScheduling(config, log)

@@ -163,6 +163,7 @@ def _tiny_study(digits, seeds=(0, 1)):
     return fits, grouped, chosen, budgets, studies, pgd, strong
 
 
+@pytest.mark.slow
 def test_strong_study_runs_every_attack_on_every_model_and_seed_and_never_beats_its_worst_case(digits):
     _, grouped, chosen, budgets, _, pgd, strong = _tiny_study(digits)
     assert strong.at == [0, 2] and list(strong.results) == ["none", "gaussian:1.5"]
@@ -175,6 +176,7 @@ def test_strong_study_runs_every_attack_on_every_model_and_seed_and_never_beats_
             assert np.array_equal(flags["PGD worst"][k], pgd[spec]["worst"][k][[0, 2]][:, :4])
 
 
+@pytest.mark.slow
 def test_chapter6_sanity_c6_claim_and_image_rows_from_the_tiny_study(digits):
     from helpers.studies.adaptive_sections import c6_claim, chapter6_images, chapter6_sanity, pooled
     from helpers.studies.shares import evaluation_choice

@@ -48,6 +48,7 @@ def test_the_attack_on_the_smoothed_classifier_lowers_its_accuracy(noise_model, 
     assert attack.adversarial.min() >= 0.0 and attack.adversarial.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_nothing_certified_is_broken_by_the_attack(noise_model, first_test_digits):
     images, labels = first_test_digits[0][:30], first_test_digits[1][:30]
     budgets = [0.0, 0.5, 1.0]

@@ -173,6 +173,7 @@ def quick(mnist, model_cache):
 
 
 @pytest.mark.skipif(library_versions()["art"] is None, reason="ART is not installed (requirements-bench.txt)")
+@pytest.mark.slow
 def test_art_apgd_is_not_stronger_by_more_than_two_points(quick):
 
     model, images, labels, result = quick
@@ -200,6 +201,7 @@ def test_art_apgd_is_not_stronger_by_more_than_two_points(quick):
 
 
 @pytest.mark.skipif(library_versions()["foolbox"] is None, reason="Foolbox is not installed (requirements-bench.txt)")
+@pytest.mark.slow
 def test_foolbox_pgd_with_restarts_is_not_stronger_by_more_than_two_points(quick):
     import foolbox as fb
 

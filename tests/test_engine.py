@@ -43,6 +43,7 @@ def test_a_large_model_and_share_false_get_functions_of_their_own(monkeypatch):
     assert built == [model] and engine.compiled(model, "test key", lambda m: None) is first
 
 
+@pytest.mark.slow
 def test_shared_functions_give_the_numbers_of_per_model_functions_bit_for_bit(batch, monkeypatch):
     images, labels, targets = batch
     models = [_model("median:3", seed) for seed in (0, 1, 2)]

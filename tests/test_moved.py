@@ -91,6 +91,7 @@ _LOAD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_model_saved_under_the_old_module_paths_loads(tmp_path):
     """Model files written before the move name ``helpers.filters`` / ``helpers.models`` as their layers' module; the
     layers are registered under the same names (``helpers>GaussianBlur``, …), so such a file loads, in a fresh

@@ -127,6 +127,7 @@ def test_each_chapter_first_cell_checks_folders_and_weight_files_cheaply(tmp_pat
     check_parameters(chapter | {"arch_weights": None})
 
 
+@pytest.mark.slow
 def test_run_book_stops_before_any_notebook_when_a_weight_file_is_missing(tmp_path):
     folder = image_folder(tmp_path / "images", size=16)
     env = os.environ | {"KERAS_HOME": str(tmp_path / "keras")}
@@ -142,9 +143,8 @@ def test_paper_profile_runs_every_chapter_on_a_tiny_folder(tmp_path):
     folder = image_folder(tmp_path / "images")
     stand_in_weights(tmp_path / "keras", SMALL["arch_list"])
     out = tmp_path / "out"
-    before = {p: p.stat().st_mtime for p in (ROOT / "book" / "executed").glob("*.ipynb")}
     command = [sys.executable, "scripts/run_book.py", "--profile", "paper", "--data", str(folder), "--no-build",
-               "--output-root", str(out)]
+               "--output-root", str(out), "--jobs", "2"]
     for name, value in SMALL.items():
         command += ["-p", name, json.dumps(value)]
     started = time.perf_counter()
@@ -161,4 +161,5 @@ def test_paper_profile_runs_every_chapter_on_a_tiny_folder(tmp_path):
     cells = json.loads((out / "book" / "executed" / "01_attack.ipynb").read_text())["cells"]
     printed = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
     assert printed.count("so there is no example to show") == len(failed)
-    assert {p: p.stat().st_mtime for p in (ROOT / "book" / "executed").glob("*.ipynb")} == before  # the repository's own copies
+    # The repository's own executed copies are not this run's (the quick book may be rebuilt beside this test).
+    assert not any(str(folder) in p.read_text() for p in (ROOT / "book" / "executed").glob("*.ipynb"))

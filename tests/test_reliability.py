@@ -109,6 +109,7 @@ _TRAIN_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_kill_during_training_leaves_nothing_trusted(tmp_path):
     cache = tmp_path / "models"
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -140,6 +141,7 @@ def _pipeline(cache: Path, out: Path) -> bytes:
     return out.read_bytes() + summary.result.adversarial.tobytes()
 
 
+@pytest.mark.slow
 def test_two_runs_give_identical_bytes(tmp_path):
     first = _pipeline(tmp_path / "a", tmp_path / "a.csv")
     second = _pipeline(tmp_path / "b", tmp_path / "b.csv")
@@ -166,6 +168,7 @@ _SAME_MODEL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_needing_one_model_train_it_once(tmp_path):
     """Two notebooks at once (the book runner's --jobs 2): one trains, the other waits on the lock and loads."""
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}

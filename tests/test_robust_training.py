@@ -37,6 +37,7 @@ def standard(mnist, model_cache):
     return fit_cached("small_cnn", mnist, epochs=2, cache_dir=model_cache, verbose=0).model
 
 
+@pytest.mark.slow
 def test_noise_training_keeps_accuracy_under_noise_and_is_cached(mnist, model_cache, standard):
     noisy = fit_cached("small_cnn", mnist, epochs=2, cache_dir=model_cache, training="noise:0.5", verbose=0)
     assert not noisy.from_cache and {"loss", "accuracy", "val_accuracy"} <= set(noisy.history)
@@ -50,6 +51,7 @@ def test_noise_training_keeps_accuracy_under_noise_and_is_cached(mnist, model_ca
     assert accuracy_under_noise(noisy.model) > accuracy_under_noise(standard) + 0.1
 
 
+@pytest.mark.slow
 def test_pgd_training_raises_robust_accuracy(mnist, model_cache, standard):
     robust = fit_cached("small_cnn", mnist, epochs=2, cache_dir=model_cache, training="pgd:2.0", verbose=0).model
     images, labels = mnist.x_test[:200], mnist.y_test[:200]

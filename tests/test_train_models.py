@@ -80,6 +80,7 @@ np.save(sys.argv[2], targeted_attack(fit.model, x, targets, progress=False).adve
 """
 
 
+@pytest.mark.slow
 def test_an_attack_gives_the_same_numbers_on_a_model_just_trained_or_loaded_from_the_cache(tmp_path):
     """Training switches TensorFlow's deterministic kernels on only while it runs. Left on, they changed every later
     attack in the process (its last digits and its speed), so a notebook that trained its model attacked it
@@ -112,6 +113,7 @@ def test_every_architecture_builds_with_its_defence_inside(arch):
     assert str(model_defence(build_model(arch, input_shape=(size, size, channels), num_classes=3, defence="gaussian:1.5"))) == "gaussian:1.5"
 
 
+@pytest.mark.slow
 def test_from_scratch_batch_norm_running_statistics_follow_training(tmp_path):
     model = build_model("resnet50", input_shape=(32, 32, 3), num_classes=3)
     norms = [layer for layer in model.get_layer("resnet50").layers if isinstance(layer, keras.layers.BatchNormalization)]
