@@ -80,7 +80,7 @@ lint: $(STAMP)
 # Tests run in TEST_JOBS pytest-xdist workers: the tests of the quick-profile book in one of them, in order, while the
 # other takes the rest, a whole test file at a time (tests/conftest.py). TEST_JOBS=0 runs them in this process, one at a time.
 TEST_JOBS ?= 2
-PYTEST := $(BIN)/pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS))
+PYTEST := $(BIN)/pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --no-loadscope-reorder)
 
 unit: lint
 	$(PYTEST) -m "not notebooks and not browser and not slow"

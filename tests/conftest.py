@@ -80,6 +80,20 @@ def quick_book() -> Path:
 BOOK_FILES = {f"tests/{p.name}" for p in Path(__file__).parent.glob("test_*.py") if "quick_book" in p.read_text()}
 
 
+# The longest files after the book's, first: the last scopes a worker starts should be short (``-n 2`` runs with
+# ``--no-loadscope-reorder``, so the workers take the scopes in this order).
+LONG_FILES = ["tests/test_paper_profile.py", "tests/test_apgd.py", "tests/test_reliability.py", "tests/test_distributed.py"]
+
+
+def _file_rank(item) -> int:
+    file = item.nodeid.split("::")[0]
+    return 0 if file in BOOK_FILES else 1 + LONG_FILES.index(file) if file in LONG_FILES else 1 + len(LONG_FILES)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_file_rank)  # stable: the tests of a file keep their order
+
+
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 

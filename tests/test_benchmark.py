@@ -202,9 +202,42 @@ def test_goal_rows():
     assert timing.goal_row("x", 0.4, at_most=0.3)["met"] is False
     assert timing.goal_row("x", None, at_least=3)["met"] is None
     assert timing.goal_row("x", float("nan"), at_least=3)["measured"] is None
-    assert timing.goal_row("x", 6.0, at_least=6) == {"goal": "x", "target": "≥ 6", "measured": 6.0, "met": True}
+    assert timing.goal_row("x", 6.0, at_least=6) == {"goal": "x", "target": "≥ 6", "measured": 6.0, "low": 6.0, "high": 6.0,
+                                                     "rounds": 1, "met": True}
+    # Met only when the whole interval clears the target: a median above it is not enough.
+    row = timing.goal_row("x", [5.0, 7.0, 8.0, 9.0, 10.0], at_least=6)
+    assert (row["measured"], row["low"], row["high"], row["rounds"], row["met"]) == (8.0, 5.0, 10.0, 5, False)
+    assert timing.goal_row("x", [6.5, 7.0, 8.0, 9.0, 10.0], at_least=6)["met"] is True
+    assert timing.goal_row("x", [1.0, 2.0, 6.0], at_most=5)["met"] is False
     with pytest.raises(ValueError, match="at_least"):
         timing.goal_row("x", 1.0)
+
+
+def test_median_interval_from_order_statistics():
+    assert timing.median_interval([3.0]) == (3.0, 3.0, 0.0)
+    assert timing.median_interval([2.0, 1.0, 3.0]) == (1.0, 3.0, 0.75)  # too few rounds for 90 %: the extremes
+    assert timing.median_interval([5.0, 1.0, 4.0, 2.0, 3.0]) == (1.0, 5.0, 0.9375)
+    low, high, level = timing.median_interval(list(range(100)))
+    assert level >= 0.9 and 35 <= low < 49.5 < high <= 64 and low + high == 99  # symmetric order statistics
+    nan = float("nan")
+    assert timing.median_interval([nan, 2.0])[:2] == (2.0, 2.0)
+    rng = np.random.default_rng(0)  # coverage of the median of a skewed distribution, 2 000 trials of 7 rounds
+    true_median = np.log(2)
+    hits = [low <= true_median <= high for low, high, _ in (timing.median_interval(rng.exponential(size=7)) for _ in range(2000))]
+    assert np.mean(hits) > 0.93  # 7 rounds: [min, max] with coverage 1 − 2/128 = 98.4 %
+
+
+def test_paired_ratios_and_the_previous_run():
+    assert timing.paired_ratios([2.0, 6.0], [1.0, 2.0]) == [2.0, 3.0]
+    assert timing.paired_ratios([6.0], [1.0, 2.0]) == [6.0, 3.0]  # a contender timed once: against every round
+    assert timing.paired_ratios([], [1.0]) == []
+    with pytest.raises(ValueError, match="numerator, denominator"):
+        timing.paired_ratios([1.0, 2.0, 3.0], [1.0, 2.0])
+    now = [timing.goal_row("a", [4.0, 5.0, 6.0], at_least=3), timing.goal_row("b", [1.0, 2.0], at_most=3),
+           timing.goal_row("c", None, at_least=1)]
+    rows = timing.with_previous(now, [{"goal": "a", "measured": 5.5}, {"goal": "b", "measured": 9.0}])
+    assert [(r["previous"], r["changed"]) for r in rows] == [(5.5, False), (9.0, True), (None, None)]
+    assert [r["changed"] for r in timing.with_previous(now, None)] == [None, None, None]
 
 
 def test_machine_info():
@@ -448,7 +481,8 @@ def test_library_comparison_measures_an_installed_library(tiny, tiny_engine):
 
 def _kernels(profile_rows, *, matmul=100.0, inception=50.0):
     return performance.KernelRates(
-        "small_cnn", 75, 4, {"onednn": True, "gflops": {"matmul": matmul, "inception_v3": inception, "small_cnn": 10.0}},
+        "small_cnn", 75, 4, {"onednn": True, "gflops": {"matmul": matmul, "inception_v3": inception, "small_cnn": 10.0},
+                             "seconds": {"matmul": [1.0], "inception_v3": [1.0]}},
         profile_rows, None, 2_000_000_000, 1_000_000,
     )
 
@@ -557,6 +591,7 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
     libraries = performance.LibraryComparison(
         {"art": {"version": None, "status": "not installed"},
          "foolbox": {"version": "3", "status": "ok", "success_ratio": 7.0, "equal_ratio": 2.0, "success_steps": 9,
+                     "success_seconds": [7.0], "engine_seconds": [1.0], "equal_seconds": [2.0], "engine_equal_seconds": [1.0],
                      "equal_steps_per_s": 100.0, "engine_equal_steps_per_s": 200.0, "equal_ratio_per_evaluation": 2.0}},
         performance.Budget(3, {}, tiny_engine.result, tiny_engine.stats), tiny_engine,
     )
@@ -580,11 +615,12 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
     width, passes = tiny_engine.ceiling_batch, tiny_engine.ceiling_steps
     sps = tiny_engine.record()["steps_per_s"]
     # A ceiling twice the engine's rate: 50 %, missed and explained; one at 0.9 of it: met.
-    slow = dataclasses.replace(tiny_engine, ceiling_seconds=[width * passes / (2 * sps)])
+    one_round = [timing.median(tiny_engine.seconds)]  # so that the share of each round is the share of the medians
+    slow = dataclasses.replace(tiny_engine, seconds=one_round, ceiling_seconds=[width * passes / (2 * sps)])
     goals = performance.goal_rows(slow, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5, extra_median=0.125),
                                   _slider(first_model=2_500_000))
     assert goals[9]["measured"] == pytest.approx(50.0) and "shrinks as they finish" in goals[9]["note"]
-    fast = dataclasses.replace(tiny_engine, ceiling_seconds=[width * passes * 0.9 / sps])
+    fast = dataclasses.replace(tiny_engine, seconds=one_round, ceiling_seconds=[width * passes * 0.9 / sps])
     goals = performance.goal_rows(fast, seed_loop, libraries, _kernels([grad]), _filters(extra_gauss=0.5, extra_median=0.125),
                                   _slider(first_model=2_500_000))
     assert goals[9]["measured"] == pytest.approx(90.0) and goals[9]["met"] is True and goals[9]["note"] == ""

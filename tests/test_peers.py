@@ -67,8 +67,8 @@ def _run(*, same: bool, theirs_s: float, quality: str = "median ‖δ‖₂") ->
 
 def test_goal_counts_only_when_ours_is_as_strong():
     fast_but_weaker = peers.PeerComparison({"ddn": _run(same=False, theirs_s=20.0)})
-    (_, ratio, met, note), = fast_but_weaker.goal_rows()
-    assert ratio == 20.0 and met is False and note == "ours is weaker: ours 1.5000, theirs 1.0000"
+    (_, rounds, as_strong, note), = fast_but_weaker.goal_rows()
+    assert rounds == [20.0, 20.0] and as_strong is False and note == "ours is weaker: ours 1.5000, theirs 1.0000"
     equal_and_fast = peers.PeerComparison({"ddn": _run(same=True, theirs_s=7.0)})
     assert equal_and_fast.goal_rows()[0][2] is True
 
@@ -76,9 +76,9 @@ def test_goal_counts_only_when_ours_is_as_strong():
 def test_a_miss_is_explained_by_the_models_own_rate():
     run = _run(same=True, theirs_s=3.0)
     run.ceiling_seconds = [0.5, 0.5]
-    (_, ratio, met, note), = peers.PeerComparison({"ddn": run}).goal_rows()
+    (_, rounds, as_strong, note), = peers.PeerComparison({"ddn": run}).goal_rows()
     # Ours 1 s; its 10 000 forward+backward passes alone 0.5 s: 50 %; the library's 3 s is 6× the passes alone.
-    assert ratio == 3.0 and met is False
+    assert rounds == [3.0, 3.0] and as_strong is True
     assert note.startswith("ours took 1.00 s, 50 % of the speed of its 10000 forward+backward passes alone (0.50 s")
     assert "would be 6.0× faster" in note
 

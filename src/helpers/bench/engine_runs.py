@@ -21,7 +21,7 @@ from helpers.bench.reference_attacks import (
     early_stopping_costs,
     seed_loop_attack,
 )
-from helpers.bench.timing import interleaved_times, median, timed_call
+from helpers.bench.timing import interleaved_times, median, paired_ratios, timed_call
 from helpers.core.validate import check_int
 
 if TYPE_CHECKING:
@@ -209,15 +209,24 @@ def seed_loop_run(model: keras.Model, engine: EngineRun, *, n_images: int, repea
     return SeedLoopRun(seed_result, engine_result, times["seed loop"], times["engine"])
 
 
+def engine_share_rounds(engine: EngineRun) -> list[float]:
+    """:func:`engine_ceiling`'s share (%) in each timed round: the engine's image-steps/s over the ceiling's, round by round."""
+    if not engine.ceiling_seconds:
+        return []
+    work = engine.stats.evaluations / (engine.ceiling_batch * engine.ceiling_steps)
+    return [100 * work * r for r in paired_ratios(engine.ceiling_seconds, engine.seconds)]
+
+
 ENGINE_CEILING_GOAL = 85  # % of the study model's forward+backward rate that a full attack should reach
 
 
 def engine_ceiling(engine: EngineRun) -> dict[str, float] | None:
     """The engine's image-steps/s on the chapter's workload as a share of its ceiling: the same model's compiled
-    forward+backward rate at the engine's full working batch, timed in the same rounds (``None`` if not timed)."""
+    forward+backward rate at the engine's full working batch, timed in the same rounds (``None`` if not timed). The
+    share is the median over the rounds of each round's share; the rates are the medians of the rounds' times."""
     if not engine.ceiling_seconds:
         return None
     ceiling = engine.ceiling_batch * engine.ceiling_steps / median(engine.ceiling_seconds)
     steps_per_s = engine.record()["steps_per_s"]
-    return {"share": 100 * steps_per_s / ceiling, "batch": engine.ceiling_batch, "ceiling": ceiling,
+    return {"share": median(engine_share_rounds(engine)), "batch": engine.ceiling_batch, "ceiling": ceiling,
             "steps_per_s": steps_per_s, "mean_width": float(np.mean(engine.stats.widths)), "width": max(engine.stats.widths)}

@@ -23,7 +23,7 @@ from helpers.bench.flops import (
     op_time_profile,
     random_batch,
 )
-from helpers.bench.timing import median
+from helpers.bench.timing import median, paired_ratios
 from helpers.book.browser_slider import FirstRender, PageAssets, first_render_seconds, page_assets, slider_cell_html
 from helpers.core import paths
 from helpers.core.validate import check_int
@@ -53,6 +53,12 @@ class KernelRates:
     def share(self) -> float:
         """InceptionV3's step rate as a share of ``tf.matmul``'s."""
         return self.kernel["gflops"]["inception_v3"] / self.kernel["gflops"]["matmul"]
+
+    def share_rounds(self) -> list[float]:
+        """:attr:`share` in each timed round: InceptionV3's step rate over ``tf.matmul``'s, round by round."""
+        seconds, rates = self.kernel["seconds"], self.kernel["gflops"]
+        scale = rates["inception_v3"] * median(seconds["inception_v3"]) / (rates["matmul"] * median(seconds["matmul"]))
+        return [scale * r for r in paired_ratios(seconds["matmul"], seconds["inception_v3"])]
 
     def inception_op(self, suffix: str) -> dict[str, Any] | None:
         """The first (largest) InceptionV3 profile row whose op type ends with ``suffix``."""

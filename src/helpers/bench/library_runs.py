@@ -132,18 +132,14 @@ def compare_library(name: str, model: keras.Model, engine: EngineRun, budget: Bu
         goal=goal, start=k_start, limit=engine.max_steps,
     )
     adv_equal, _ = timed_call(lambda: attack(images, targets, k_equal))
+    # Every contender in the same rounds, so that each round gives one ratio of each kind (the goals' intervals).
     times = interleaved_times(
         {"engine": lambda: targeted_attack(model, images, targets, **engine.attack_args),
          "engine equal": lambda: targeted_attack(model, images, targets, **budget.args),
-         "equal": lambda: attack(images, targets, k_equal)},
+         "equal": lambda: attack(images, targets, k_equal),
+         "success": lambda: attack(images, targets, k_success)},
         repeats=repeats, warmup=0,
     )
-    # The search's last try was a full run at k_success: it is the first timing sample.
-    times["success"] = [tried[-1][2]]
-    if repeats > 1:
-        times["success"] += interleaved_times(
-            {"success": lambda: attack(images, targets, k_success)}, repeats=repeats - 1, warmup=0
-        )["success"]
     return _library_row(times, engine.n, budget, success_rate(model, adv_equal, targets), (k_success, rate, tried))
 
 

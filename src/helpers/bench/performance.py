@@ -33,6 +33,7 @@ from helpers.bench.engine_runs import (  # noqa: F401
     SeedLoopRun,
     engine_ceiling,
     engine_run,
+    engine_share_rounds,
     machine_glued,
     seed_loop_run,
 )
@@ -56,8 +57,9 @@ from helpers.bench.library_runs import (  # noqa: F401
     library_comparison,
 )
 from helpers.bench.peers import PEER_GOAL, PeerComparison
-from helpers.bench.timing import goal_row, load_average, median
+from helpers.bench.timing import goal_row, load_average, median, paired_ratios, with_previous  # noqa: F401
 from helpers.book.runlog import run_log_table
+from helpers.studies.results import BENCHMARK
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -80,20 +82,23 @@ def goal_rows(
 ) -> list[dict[str, Any]]:
     """The chapter's goals, what this run measured, whether each is met, and a note explaining each missed one."""
     art, fool = libraries.libraries.get("art", {}), libraries.libraries.get("foolbox", {})
-    extra = filters.extra()
+    per_step = filters.seconds
     goals = [
-        goal_row("attack to success vs the seed loop (×)", seed_loop.record()["ratio"], at_least=SEED_LOOP_GOAL),
-        goal_row("vs ART, run to the same success (×)", art.get("success_ratio"), at_least=6),
-        goal_row("vs Foolbox, run to the same success (×)", fool.get("success_ratio"), at_least=6),
-        goal_row("vs ART at equal steps (×)", art.get("equal_ratio"), at_least=3),
-        goal_row("vs Foolbox at equal steps (×)", fool.get("equal_ratio"), at_least=3),
-        goal_row("InceptionV3 step, % of tf.matmul GFLOP/s", 100 * kernels.share, at_least=60),
-        goal_row("Gaussian layer, extra % per training step", 100 * extra["layer gaussian:1.5"], at_most=5),
-        goal_row("median 3×3 layer, extra % per training step", 100 * extra["layer median:3"], at_most=20),
+        goal_row("attack to success vs the seed loop (×)", paired_ratios(seed_loop.seconds, seed_loop.engine_seconds),
+                 at_least=SEED_LOOP_GOAL),
+        goal_row("vs ART, run to the same success (×)", _rounds(art, "success_seconds", "engine_seconds"), at_least=6),
+        goal_row("vs Foolbox, run to the same success (×)", _rounds(fool, "success_seconds", "engine_seconds"), at_least=6),
+        goal_row("vs ART at equal steps (×)", _rounds(art, "equal_seconds", "engine_equal_seconds"), at_least=3),
+        goal_row("vs Foolbox at equal steps (×)", _rounds(fool, "equal_seconds", "engine_equal_seconds"), at_least=3),
+        goal_row("InceptionV3 step, % of tf.matmul GFLOP/s", [100 * v for v in kernels.share_rounds()], at_least=60),
+        goal_row("Gaussian layer, extra % per training step",
+                 [100 * (r - 1) for r in paired_ratios(per_step["layer gaussian:1.5"], per_step["none"])], at_most=5),
+        goal_row("median 3×3 layer, extra % per training step",
+                 [100 * (r - 1) for r in paired_ratios(per_step["layer median:3"], per_step["none"])], at_most=20),
         goal_row("live slider, first load per page (MB)", max(slider.first_load_mb().values()), at_most=SLIDER_LIMIT_MB),
     ]
     ceiling = engine_ceiling(engine)
-    goals.append(goal_row("attack engine, % of the same model's forward+backward rate", ceiling and ceiling["share"],
+    goals.append(goal_row("attack engine, % of the same model's forward+backward rate", engine_share_rounds(engine),
                           at_least=ENGINE_CEILING_GOAL))
     why = _missed_goal_notes(engine, seed_loop, (art, fool), kernels, filters, slider)
     if ceiling:
@@ -101,10 +106,10 @@ def goal_rows(
                   f"the working batch starts at {ceiling['width']} images and shrinks as they finish (mean width "
                   f"{ceiling['mean_width']:.0f}), and a small batch runs far below the full one")
     if peers is not None:
-        for name, ratio, met, note in peers.goal_rows():
-            row = goal_row(name, ratio, at_least=PEER_GOAL)
-            if met is not None:
-                row["met"] = met  # a faster run of lower quality does not count
+        for name, rounds, as_strong, note in peers.goal_rows():
+            row = goal_row(name, rounds, at_least=PEER_GOAL)
+            if row["met"] is not None and as_strong is not None:
+                row["met"] = row["met"] and as_strong  # a faster run of lower quality does not count
             why[len(goals)] = note
             goals.append(row)
     for i, goal in enumerate(goals):
@@ -115,6 +120,11 @@ def goal_rows(
         else:
             goal["note"] = ""
     return goals
+
+
+def _rounds(row: Mapping[str, Any], numerator: str, denominator: str) -> list[float] | None:
+    """A library's per-round ratio (its seconds over the engine's, round by round), ``None`` when it did not run."""
+    return paired_ratios(row[numerator], row[denominator]) if row.get("status") == "ok" else None
 
 
 def _missed_goal_notes(
@@ -165,9 +175,31 @@ def _library_note(row: Mapping[str, Any], kind: str, engine_mean_steps: float) -
             "more than the compiled one, and the engine's last images run in a small batch")
 
 
+def previous_goals(profile: str) -> list[dict[str, Any]] | None:
+    """The goal rows of the previous run of this chapter in the same profile (its ``benchmark.json``), or ``None``."""
+    if not BENCHMARK.path.exists():
+        return None
+    try:
+        document = BENCHMARK.read()
+    except (OSError, ValueError):
+        return None
+    return document.get("goals") if document.get("profile") == profile else None
+
+
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
-    return pd.DataFrame(list(goals)).replace({"met": {True: "yes", False: "no", None: "—"}}).style.format(
-        {"measured": lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"}, na_rep="—").hide(axis="index")
+    """Each goal's target, median, interval over the rounds, verdict, the previous run's value and the note."""
+    def number(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+
+    rows = []
+    for g in goals:
+        spread = f"{number(g['low'])}–{number(g['high'])} ({g['rounds']})" if g.get("rounds", 0) > 1 else "—"
+        last = g.get("previous")
+        moved = " (outside this run's interval)" if g.get("changed") else ""
+        rows.append({"goal": g["goal"], "target": g["target"], "measured (median)": number(g["measured"]),
+                     "interval (rounds)": spread, "met": {True: "yes", False: "no", None: "—"}[g["met"]],
+                     "previous run": number(last) + moved if last is not None else "—", "note": g.get("note", "")})
+    return pd.DataFrame(rows).style.hide(axis="index")
 
 
 def benchmark_document(
@@ -190,5 +222,15 @@ def benchmark_document(
 def document_glued(document: Mapping[str, Any]) -> dict[str, Any]:
     """How many goals were met and measured, and the load average at the end."""
     goals, load = document["goals"], document["load_average_end"]
+    compared = [g for g in goals if g.get("changed") is not None]
+    moved = [g["goal"] for g in compared if g["changed"]]
+    if not compared:
+        sentence = "There is no previous run of this chapter in this profile to compare with"
+    elif not moved:
+        sentence = (f"Against the previous run of this chapter, every one of the {len(compared)} goals measured in both "
+                    "lies inside this run's interval")
+    else:
+        sentence = (f"Against the previous run of this chapter, {len(moved)} of the {len(compared)} goals measured in both "
+                    f"moved by more than this run's spread: {'; '.join(moved)}")
     return {"goals_met": sum(1 for g in goals if g["met"]), "goals_measured": sum(1 for g in goals if g["met"] is not None),
-            "load_end": load if load is not None else float("nan")}
+            "load_end": load if load is not None else float("nan"), "goals_previous_sentence": sentence}

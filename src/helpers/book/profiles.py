@@ -223,7 +223,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     # The engine is timed on the same images as the seed loop: on 12 it cannot fill its batch (measured 34x, against
     # 60x on 32). ART's eager APGD costs nearly as much on 24 images as on 48 (35 s against 40 s), so 48 it stays.
     P("bench_seed_images", _integer("bench_seed_images", minimum=1), 32, quick=3),
-    P("bench_repeats", _integer("bench_repeats", minimum=1), 2, quick=1),
+    P("bench_repeats", _integer("bench_repeats", minimum=1), 5, quick=1),
     P("bench_peer_images", _integer("bench_peer_images", minimum=1), 48, quick=6),
     P("bench_batch_sizes", _list("bench_batch_sizes", _integer("bench_batch_sizes", minimum=1)), [4, 16, 64, 256],
       quick=[16, 64]),
