@@ -227,6 +227,19 @@ def test_median_interval_from_order_statistics():
     assert np.mean(hits) > 0.93  # 7 rounds: [min, max] with coverage 1 − 2/128 = 98.4 %
 
 
+def test_contention_splits_the_machines_cpu_time():
+    before = {"wall": 0.0, "own": 0.0, "busy": 0.0, "idle": 0.0, "steal": 0.0}
+    after = {"wall": 1.0, "own": 0.5, "busy": 1.5, "idle": 0.25, "steal": 0.25}  # 2 cores for 1 s
+    assert timing.contention(before, after) == {"others": 0.5, "steal": 0.125, "own_per_wall": 0.5}
+    first = timing.cpu_snapshot()
+    sum(i * i for i in range(200_000))  # some CPU work of this process
+    measured = timing.contention(first, timing.cpu_snapshot())
+    assert measured["own_per_wall"] > 0
+    assert math.isnan(measured["others"]) or 0 <= measured["others"] <= 1 and 0 <= measured["steal"] <= 1
+    no_proc = timing.contention({"wall": 0.0, "own": 0.0}, {"wall": 2.0, "own": 1.0})
+    assert math.isnan(no_proc["others"]) and no_proc["own_per_wall"] == 0.5
+
+
 def test_paired_ratios_and_the_previous_run():
     assert timing.paired_ratios([2.0, 6.0], [1.0, 2.0]) == [2.0, 3.0]
     assert timing.paired_ratios([6.0], [1.0, 2.0]) == [6.0, 3.0]  # a contender timed once: against every round
@@ -432,6 +445,12 @@ def test_engine_run_records_what_the_engine_computed(tiny, tiny_engine):
     assert glued["n_images"] == 12 and glued["cost_max_steps"] == 151 * 12 / stats.needed
     assert engine.table().data["× engine"].iloc[0] == 1.0
     assert len(engine.figure().axes) == 1
+    assert set(record["contention"]) == {"others", "steal", "own_per_wall"} and record["contention"]["own_per_wall"] > 0
+    assert glued["engine_contention"].startswith(("While they were timed, other processes used", "How busy the machine"))
+    quiet = dataclasses.replace(engine, contention={"others": 0.25, "steal": 0.0, "own_per_wall": 1.5})
+    assert quiet.contention_sentence() == ("While they were timed, other processes used 25 % of the machine's CPU time, "
+                                           "the hypervisor took 0 % for other machines (steal), and this process ran "
+                                           "1.50 CPU-seconds per second")
 
 
 def test_seed_loop_run_compares_on_the_first_images(tiny, tiny_engine):

@@ -3,6 +3,7 @@ against the paper's one-image loop (the seed's loop); the machine's description.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from helpers.bench.reference_attacks import (
     early_stopping_costs,
     seed_loop_attack,
 )
-from helpers.bench.timing import interleaved_times, median, paired_ratios, timed_call
+from helpers.bench.timing import contention, cpu_snapshot, interleaved_times, median, paired_ratios, timed_call
 from helpers.core.validate import check_int
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class EngineRun:
     ceiling_seconds: list[float] = field(default_factory=list)  # the same model's forward+backward, timed alongside
     ceiling_batch: int = 0  # its batch: the engine's working batch
     ceiling_steps: int = 0  # forward+backward passes per round: as many image-steps as the engine computes
+    contention: dict[str, float] = field(default_factory=dict)  # what shared the machine while both were timed
 
     @property
     def n(self) -> int:
@@ -82,6 +84,7 @@ class EngineRun:
             "needed": stats.needed, "efficiency": stats.efficiency, "seconds": self.seconds, "images_per_s": self.images_per_s,
             "steps_per_s": stats.evaluations / median(self.seconds), "stopping_rule_evaluations": self.costs,
             "ceiling_seconds": self.ceiling_seconds, "ceiling_batch": self.ceiling_batch, "ceiling_steps": self.ceiling_steps,
+            "contention": self.contention,
         }
 
     def glued(self) -> dict[str, Any]:
@@ -93,6 +96,15 @@ class EngineRun:
             "slowest_steps": int(self.result.steps.max()), "cost_whole_batch": costs["whole_batch"] / costs["engine"],
             "cost_slowest": costs["slowest"] / costs["engine"], "cost_max_steps": costs["max_steps"] / costs["engine"],
         } | _ceiling_glued(self)
+
+    def contention_sentence(self) -> str:
+        """What shared the machine while the engine and its ceiling were timed, in words."""
+        c = self.contention
+        if not c or not all(math.isfinite(c.get(k, float("nan"))) for k in ("others", "steal", "own_per_wall")):
+            return "How busy the machine was while they were timed is not known on this system"
+        return (f"While they were timed, other processes used {100 * c['others']:.0f} % of the machine's CPU time, the "
+                f"hypervisor took {100 * c['steal']:.0f} % for other machines (steal), and this process ran "
+                f"{c['own_per_wall']:.2f} CPU-seconds per second")
 
     def table(self) -> Styler:
         """Forward+backward evaluations of each stopping rule, and as a multiple of the engine's."""
@@ -121,9 +133,11 @@ class EngineRun:
 
 def _ceiling_glued(engine: EngineRun) -> dict[str, Any]:
     ceiling = engine_ceiling(engine)
+    shared = engine.contention_sentence()
     if ceiling is None:
-        return {"ceiling_sps": float("nan"), "ceiling_share": float("nan"), "ceiling_batch": 0}
-    return {"ceiling_sps": ceiling["ceiling"], "ceiling_share": ceiling["share"], "ceiling_batch": ceiling["batch"]}
+        return {"ceiling_sps": float("nan"), "ceiling_share": float("nan"), "ceiling_batch": 0, "engine_contention": shared}
+    return {"ceiling_sps": ceiling["ceiling"], "ceiling_share": ceiling["share"], "ceiling_batch": ceiling["batch"],
+            "engine_contention": shared}
 
 
 def engine_run(
@@ -139,11 +153,13 @@ def engine_run(
     passes = max(1, round(stats.evaluations / width))
     full_step = gradient_step(model)
     x, t = tf.constant(images[:width]), tf.constant(targets[:width].astype(np.int32))
+    before = cpu_snapshot()
     times = interleaved_times({"engine": lambda: targeted_attack(model, images, targets, **attack_args),
                                "ceiling": lambda: [full_step(x, t) for _ in range(passes)]}, repeats=repeats)
+    shared = contention(before, cpu_snapshot())
     costs = early_stopping_costs(result.steps, batch_size=ATTACK_BATCH, max_steps=max_steps)
     return EngineRun(images, targets, attack_args, result, stats, times["engine"], costs, max_steps, times["ceiling"], width,
-                     passes)
+                     passes, shared)
 
 
 # --- The seed's loop ---------------------------------------------------------------------------------------

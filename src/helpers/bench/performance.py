@@ -104,7 +104,8 @@ def goal_rows(
     if ceiling:
         why[9] = (f"{ceiling['steps_per_s']:.0f} image-steps/s against {ceiling['ceiling']:.0f} at its full batch of {ceiling['batch']}: "
                   f"the working batch starts at {ceiling['width']} images and shrinks as they finish (mean width "
-                  f"{ceiling['mean_width']:.0f}), and a small batch runs far below the full one")
+                  f"{ceiling['mean_width']:.0f}), and a small batch runs far below the full one. "
+                  + engine.contention_sentence())
     if peers is not None:
         for name, rounds, as_strong, note in peers.goal_rows():
             row = goal_row(name, rounds, at_least=PEER_GOAL)

@@ -70,6 +70,33 @@ def load_average() -> float | None:
         return None
 
 
+def cpu_snapshot() -> dict[str, float]:
+    """Wall clock, this process's CPU seconds (its threads, not its children) and, on Linux, the machine's busy, idle
+    and stolen CPU seconds over all cores (``/proc/stat``; steal: time the hypervisor gave a virtual CPU to others)."""
+    own = os.times()
+    snapshot = {"wall": time.perf_counter(), "own": own.user + own.system}
+    try:
+        fields = [float(v) / os.sysconf("SC_CLK_TCK") for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError, AttributeError):
+        return snapshot
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0.0] * 8)[:8]
+    return snapshot | {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "steal": steal}
+
+
+def contention(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """What shared the machine between two :func:`cpu_snapshot`: the share of its CPU time (all cores) that other
+    processes used and that the hypervisor stole, and this process's CPU seconds per wall second (NaN off Linux)."""
+    wall = after["wall"] - before["wall"]
+    own = after["own"] - before["own"]
+    if "busy" not in before or "busy" not in after:
+        return {"others": float("nan"), "steal": float("nan"), "own_per_wall": own / wall if wall > 0 else float("nan")}
+    busy, idle, steal = (after[k] - before[k] for k in ("busy", "idle", "steal"))
+    total = busy + idle + steal
+    if total <= 0 or wall <= 0:
+        return {"others": float("nan"), "steal": float("nan"), "own_per_wall": float("nan")}
+    return {"others": max(0.0, busy - own) / total, "steal": steal / total, "own_per_wall": own / wall}
+
+
 def interleaved_times(
     contenders: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1
 ) -> dict[str, list[float]]:
