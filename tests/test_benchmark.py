@@ -251,6 +251,14 @@ def test_paired_ratios_and_the_previous_run():
     rows = timing.with_previous(now, [{"goal": "a", "measured": 5.5}, {"goal": "b", "measured": 9.0}])
     assert [(r["previous"], r["changed"]) for r in rows] == [(5.5, False), (9.0, True), (None, None)]
     assert [r["changed"] for r in timing.with_previous(now, None)] == [None, None, None]
+    table = performance.goals_table([r | {"note": ""} for r in rows]).data
+    assert table["median [interval] (rounds)"].tolist() == ["5.00 [4.00, 6.00] (3)", "1.50 [1.00, 2.00] (2)", "—"]
+    assert table["previous run"].tolist() == ["5.50", "9.00 ⚠", "—"]
+    sentence = performance.document_glued({"goals": rows, "load_average_end": 1.0})["goals_previous_sentence"]
+    assert sentence == ("Against the previous run of this chapter, 1 of the 2 goals measured in both moved by more than "
+                        "this run's spread (marked ⚠): b")
+    assert performance.document_glued({"goals": now, "load_average_end": None})["goals_previous_sentence"].startswith(
+        "There is no previous run")
 
 
 def test_machine_info():
@@ -446,6 +454,9 @@ def test_engine_run_records_what_the_engine_computed(tiny, tiny_engine):
     assert engine.table().data["× engine"].iloc[0] == 1.0
     assert len(engine.figure().axes) == 1
     assert set(record["contention"]) == {"others", "steal", "own_per_wall"} and record["contention"]["own_per_wall"] > 0
+    assert len(record["retraced_seconds"]) == 3 and min(record["retraced_seconds"]) > 0
+    assert glued["engine_retrace"].startswith("Traced anew 3 times in this process, the same engine took ")
+    assert performance.retrace_sentence([], timed=1.0) == "The engine was not traced again"
     assert glued["engine_contention"].startswith(("While they were timed, other processes used", "How busy the machine"))
     quiet = dataclasses.replace(engine, contention={"others": 0.25, "steal": 0.0, "own_per_wall": 1.5})
     assert quiet.contention_sentence() == ("While they were timed, other processes used 25 % of the machine's CPU time, "

@@ -84,3 +84,17 @@ def test_the_forward_pass_is_each_models_own(batch):
     fa, fb = engine.forward_function(a), engine.forward_function(b)
     assert a.__dict__[engine._ATTRIBUTE]["forward"] is fa is engine.forward_function(a) and fa is not fb
     np.testing.assert_array_equal(fb(images).numpy(), b(images, training=False).numpy())
+
+
+def test_forgetting_a_models_compiled_functions_builds_them_again(monkeypatch):
+    model = _model("none", 3)
+    built = []
+    first = engine.compiled(model, "forget key", lambda m: built.append(m) or object()).__wrapped__
+    assert engine.compiled(model, "forget key", lambda m: None).__wrapped__ is first  # shared through the template
+    engine.forget_compiled(model)
+    again = engine.compiled(model, "forget key", lambda m: built.append(m) or object()).__wrapped__
+    assert again is not first and len(built) == 2
+    monkeypatch.setattr(engine, "SHARED_MAX_PARAMS", 0)  # a model with functions of its own forgets them too
+    own = engine.compiled(model, "forget key", lambda m: object())
+    engine.forget_compiled(model)
+    assert engine.compiled(model, "forget key", lambda m: object()) is not own

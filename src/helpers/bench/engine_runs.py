@@ -23,6 +23,7 @@ from helpers.bench.reference_attacks import (
     seed_loop_attack,
 )
 from helpers.bench.timing import contention, cpu_snapshot, interleaved_times, median, paired_ratios, timed_call
+from helpers.core.engine import forget_compiled
 from helpers.core.validate import check_int
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class EngineRun:
     ceiling_batch: int = 0  # its batch: the engine's working batch
     ceiling_steps: int = 0  # forward+backward passes per round: as many image-steps as the engine computes
     contention: dict[str, float] = field(default_factory=dict)  # what shared the machine while both were timed
+    retraced: list[float] = field(default_factory=list)  # median seconds of each fresh trace (:func:`retraced_seconds`)
 
     @property
     def n(self) -> int:
@@ -84,7 +86,7 @@ class EngineRun:
             "needed": stats.needed, "efficiency": stats.efficiency, "seconds": self.seconds, "images_per_s": self.images_per_s,
             "steps_per_s": stats.evaluations / median(self.seconds), "stopping_rule_evaluations": self.costs,
             "ceiling_seconds": self.ceiling_seconds, "ceiling_batch": self.ceiling_batch, "ceiling_steps": self.ceiling_steps,
-            "contention": self.contention,
+            "contention": self.contention, "retraced_seconds": self.retraced,
         }
 
     def glued(self) -> dict[str, Any]:
@@ -95,6 +97,7 @@ class EngineRun:
             "engine_calls": self.stats.calls, "mean_steps": self.result.steps.mean(),
             "slowest_steps": int(self.result.steps.max()), "cost_whole_batch": costs["whole_batch"] / costs["engine"],
             "cost_slowest": costs["slowest"] / costs["engine"], "cost_max_steps": costs["max_steps"] / costs["engine"],
+            "engine_retrace": retrace_sentence(self.retraced, timed=median(self.seconds)),
         } | _ceiling_glued(self)
 
     def contention_sentence(self) -> str:
@@ -140,11 +143,15 @@ def _ceiling_glued(engine: EngineRun) -> dict[str, Any]:
             "engine_contention": shared}
 
 
+ENGINE_RETRACES = 3  # fresh traces of the engine timed after its rounds
+
+
 def engine_run(
-    model: keras.Model, images: np.ndarray, targets: np.ndarray, *, step: float, max_steps: int, repeats: int
+    model: keras.Model, images: np.ndarray, targets: np.ndarray, *, step: float, max_steps: int, repeats: int,
+    retraces: int = ENGINE_RETRACES,
 ) -> EngineRun:
-    """The engine on ``images`` once with its statistics, then timed ``repeats`` times; the stopping-rule costs
-    of the steps it took."""
+    """The engine on ``images`` once with its statistics, then timed ``repeats`` times beside its ceiling, then traced
+    anew ``retraces`` times (:func:`retraced_seconds`; 0: not); the stopping-rule costs of the steps it took."""
     attack_args = {"step": step, "max_steps": max_steps, "batch_size": ATTACK_BATCH, "progress": False}
     result, stats = run_engine(model, images, targets, **attack_args)
     # The engine's ceiling: the model's compiled forward+backward at the engine's full working batch, doing as many
@@ -158,8 +165,11 @@ def engine_run(
                                "ceiling": lambda: [full_step(x, t) for _ in range(passes)]}, repeats=repeats)
     shared = contention(before, cpu_snapshot())
     costs = early_stopping_costs(result.steps, batch_size=ATTACK_BATCH, max_steps=max_steps)
-    return EngineRun(images, targets, attack_args, result, stats, times["engine"], costs, max_steps, times["ceiling"], width,
-                     passes, shared)
+    run = EngineRun(images, targets, attack_args, result, stats, times["engine"], costs, max_steps, times["ceiling"], width,
+                    passes, shared)
+    if retraces:
+        run.retraced = retraced_seconds(run, model, traces=retraces, repeats=repeats)
+    return run
 
 
 # --- The seed's loop ---------------------------------------------------------------------------------------
@@ -231,6 +241,30 @@ def engine_share_rounds(engine: EngineRun) -> list[float]:
         return []
     work = engine.stats.evaluations / (engine.ceiling_batch * engine.ceiling_steps)
     return [100 * work * r for r in paired_ratios(engine.ceiling_seconds, engine.seconds)]
+
+
+def retraced_seconds(engine: EngineRun, model: keras.Model, *, traces: int, repeats: int) -> list[float]:
+    """The engine on the chapter's workload traced anew ``traces`` times in this process: the median seconds of
+    ``repeats`` calls of each trace. The same graph, built again, does not always run at the same speed; this shows
+    how far apart its traces land."""
+    traces = check_int("traces", traces, minimum=1)
+    repeats = check_int("repeats", repeats, minimum=1)
+    medians = []
+    for _ in range(traces):
+        forget_compiled(model)
+        run = lambda: targeted_attack(model, engine.images, engine.targets, **engine.attack_args)  # noqa: E731
+        run()  # traces it
+        medians.append(median(interleaved_times({"engine": run}, repeats=repeats, warmup=0)["engine"]))
+    return medians
+
+
+def retrace_sentence(seconds: list[float], *, timed: float) -> str:
+    """:func:`retraced_seconds` in words, against the engine's median time in the chapter's rounds (``timed``)."""
+    if not seconds:
+        return "The engine was not traced again"
+    listed = ", ".join(f"{s:.2f}" for s in seconds)
+    return (f"Traced anew {len(seconds)} times in this process, the same engine took {listed} s on this workload "
+            f"(the timed rounds above: {timed:.2f} s); the slowest trace is {max(seconds) / min(seconds):.2f}× the fastest")
 
 
 ENGINE_CEILING_GOAL = 85  # % of the study model's forward+backward rate that a full attack should reach

@@ -35,6 +35,8 @@ from helpers.bench.engine_runs import (  # noqa: F401
     engine_run,
     engine_share_rounds,
     machine_glued,
+    retrace_sentence,
+    retraced_seconds,
     seed_loop_run,
 )
 from helpers.bench.kernel_runs import (  # noqa: F401
@@ -187,19 +189,26 @@ def previous_goals(profile: str) -> list[dict[str, Any]] | None:
     return document.get("goals") if document.get("profile") == profile else None
 
 
+CHANGED_MARK = "⚠"  # the goals table's mark on a previous value outside this run's interval
+
+
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
-    """Each goal's target, median, interval over the rounds, verdict, the previous run's value and the note."""
+    """Each goal's target, median with its interval and number of rounds, verdict, the previous run's value (marked
+    when outside this run's interval) and the note."""
     def number(v: float | None) -> str:
-        return "—" if v is None else f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+        text = "—" if v is None else f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+        return text.replace("-", "−")
 
     rows = []
     for g in goals:
-        spread = f"{number(g['low'])}–{number(g['high'])} ({g['rounds']})" if g.get("rounds", 0) > 1 else "—"
+        measured = number(g["measured"])
+        if g.get("rounds", 0) > 1:
+            measured += f" [{number(g['low'])}, {number(g['high'])}] ({g['rounds']})"
         last = g.get("previous")
-        moved = " (outside this run's interval)" if g.get("changed") else ""
-        rows.append({"goal": g["goal"], "target": g["target"], "measured (median)": number(g["measured"]),
-                     "interval (rounds)": spread, "met": {True: "yes", False: "no", None: "—"}[g["met"]],
-                     "previous run": number(last) + moved if last is not None else "—", "note": g.get("note", "")})
+        rows.append({"goal": g["goal"], "target": g["target"], "median [interval] (rounds)": measured,
+                     "met": {True: "yes", False: "no", None: "—"}[g["met"]],
+                     "previous run": "—" if last is None else number(last) + (f" {CHANGED_MARK}" if g.get("changed") else ""),
+                     "note": g.get("note", "")})
     return pd.DataFrame(rows).style.hide(axis="index")
 
 
@@ -232,6 +241,6 @@ def document_glued(document: Mapping[str, Any]) -> dict[str, Any]:
                     "lies inside this run's interval")
     else:
         sentence = (f"Against the previous run of this chapter, {len(moved)} of the {len(compared)} goals measured in both "
-                    f"moved by more than this run's spread: {'; '.join(moved)}")
+                    f"moved by more than this run's spread (marked {CHANGED_MARK}): {'; '.join(moved)}")
     return {"goals_met": sum(1 for g in goals if g["met"]), "goals_measured": sum(1 for g in goals if g["met"] is not None),
             "load_end": load if load is not None else float("nan"), "goals_previous_sentence": sentence}
