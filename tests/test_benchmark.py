@@ -259,6 +259,10 @@ def test_paired_ratios_and_the_previous_run():
                         "this run's spread (marked ⚠): b")
     assert performance.document_glued({"goals": now, "load_average_end": None})["goals_previous_sentence"].startswith(
         "There is no previous run")
+    single = timing.with_previous([timing.goal_row("a", 4.0, at_least=3)], [{"goal": "a", "measured": 9.0}])
+    assert single[0]["changed"] is None  # one round has no spread
+    assert performance.document_glued({"goals": single, "load_average_end": None})["goals_previous_sentence"] == (
+        "With one round per goal there is no spread to judge the previous run's values by")
 
 
 def test_machine_info():
@@ -639,6 +643,10 @@ def test_goal_rows_explain_missed_goals(tiny_engine):
     assert goals[8]["goal"] == "live slider, first load per page (MB)" and goals[8]["measured"] == 2.6
     assert goals[8]["note"] == "the median page: bundle 30 kB, slider HTML and state 70 kB, first model's weights 2.50 MB"
     assert performance.goals_table(goals).data["met"].tolist()[:9] == ["no", "—", "yes", "—", "no", "no", "no", "yes", "no"]
+    missed = performance.missed_goals_table(goals).data
+    assert missed["goal"].tolist() == [g["goal"] for g in goals if not g["met"]]
+    assert missed["why"].tolist()[1] == "not measured (library not installed or failed)"
+    assert performance.missed_goals_table([]).data["goal"].tolist() == ["every measured goal is met"]
     ceiling = performance.engine_ceiling(tiny_engine)
     assert ceiling["batch"] == max(tiny_engine.stats.widths) == tiny_engine.ceiling_batch
     assert ceiling["share"] == pytest.approx(goals[9]["measured"])

@@ -193,8 +193,8 @@ CHANGED_MARK = "⚠"  # the goals table's mark on a previous value outside this 
 
 
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
-    """Each goal's target, median with its interval and number of rounds, verdict, the previous run's value (marked
-    when outside this run's interval) and the note."""
+    """Each goal's target, median with its interval and number of rounds, verdict and the previous run's value (marked
+    when outside this run's interval); :func:`missed_goals_table` has the notes."""
     def number(v: float | None) -> str:
         text = "—" if v is None else f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
         return text.replace("-", "−")
@@ -207,8 +207,15 @@ def goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
         last = g.get("previous")
         rows.append({"goal": g["goal"], "target": g["target"], "median [interval] (rounds)": measured,
                      "met": {True: "yes", False: "no", None: "—"}[g["met"]],
-                     "previous run": "—" if last is None else number(last) + (f" {CHANGED_MARK}" if g.get("changed") else ""),
-                     "note": g.get("note", "")})
+                     "previous run": "—" if last is None else number(last) + (f" {CHANGED_MARK}" if g.get("changed") else "")})
+    return pd.DataFrame(rows).style.hide(axis="index")
+
+
+def missed_goals_table(goals: Sequence[Mapping[str, Any]]) -> Styler:
+    """Each goal that is missed or not measured, and what the measurements say about why."""
+    rows = [{"goal": g["goal"], "why": g.get("note", "")} for g in goals if not g["met"]]
+    if not rows:
+        rows = [{"goal": "every measured goal is met", "why": ""}]
     return pd.DataFrame(rows).style.hide(axis="index")
 
 
@@ -234,7 +241,9 @@ def document_glued(document: Mapping[str, Any]) -> dict[str, Any]:
     goals, load = document["goals"], document["load_average_end"]
     compared = [g for g in goals if g.get("changed") is not None]
     moved = [g["goal"] for g in compared if g["changed"]]
-    if not compared:
+    if not compared and any(g.get("previous") is not None for g in goals):
+        sentence = "With one round per goal there is no spread to judge the previous run's values by"
+    elif not compared:
         sentence = "There is no previous run of this chapter in this profile to compare with"
     elif not moved:
         sentence = (f"Against the previous run of this chapter, every one of the {len(compared)} goals measured in both "

@@ -202,11 +202,13 @@ def goal_row(
 
 def with_previous(goals: Sequence[Mapping[str, Any]], previous: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """``goals`` with the previous run's measured value of each (``previous``: its goal rows, or ``None``) and
-    ``changed``: True when that value lies outside this run's interval (a change larger than the rounds' spread)."""
+    ``changed``: True when that value lies outside this run's interval (a change larger than the rounds' spread;
+    ``None`` without a previous value or with one round, which has no spread)."""
     before = {g["goal"]: g.get("measured") for g in previous or ()}
     rows = []
     for goal in goals:
         last = before.get(goal["goal"])
-        changed = None if last is None or goal.get("low") is None else not goal["low"] <= last <= goal["high"]
+        spread = goal.get("rounds", 0) > 1 and goal.get("low") is not None
+        changed = not goal["low"] <= last <= goal["high"] if last is not None and spread else None
         rows.append(dict(goal) | {"previous": last, "changed": changed})
     return rows
