@@ -198,7 +198,7 @@ class SeedLoopRun:
         return {
             "images": m, "seconds": self.seconds, "engine_seconds": self.engine_seconds,
             "images_per_s": m / median(self.seconds), "engine_images_per_s": m / median(self.engine_seconds),
-            "ratio": median(self.seconds) / median(self.engine_seconds),
+            "ratio": median(paired_ratios(self.seconds, self.engine_seconds)),  # the median of the rounds' ratios
             "same_success": bool((seed.success == engine.success).all()),
             "same_steps": int((seed.steps == engine.steps).sum()),
             "max_l2_difference": float(np.abs(seed.l2 - engine.l2).max()),

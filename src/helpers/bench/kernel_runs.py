@@ -51,8 +51,8 @@ class KernelRates:
 
     @property
     def share(self) -> float:
-        """InceptionV3's step rate as a share of ``tf.matmul``'s."""
-        return self.kernel["gflops"]["inception_v3"] / self.kernel["gflops"]["matmul"]
+        """InceptionV3's step rate as a share of ``tf.matmul``'s: the median over the rounds of each round's share."""
+        return median(self.share_rounds())
 
     def share_rounds(self) -> list[float]:
         """:attr:`share` in each timed round: InceptionV3's step rate over ``tf.matmul``'s, round by round."""

@@ -25,7 +25,7 @@ from helpers.bench.reference_attacks import (
     steps_for_success,
     success_rate,
 )
-from helpers.bench.timing import interleaved_times, median, timed_call
+from helpers.bench.timing import interleaved_times, median, paired_ratios, timed_call
 from helpers.core.validate import check_int
 
 if TYPE_CHECKING:
@@ -149,16 +149,17 @@ def _library_row(
 ) -> dict[str, Any]:
     k_equal, (k_success, rate, tried) = budget.steps, search
     equal, engine_equal = median(times["equal"]), median(times["engine equal"])
+    equal_ratio = median(paired_ratios(times["equal"], times["engine equal"]))  # ratios: the median of the rounds' ratios
     return {
         "status": "ok", "equal_steps": k_equal, "equal_success_rate": equal_success_rate,
         "equal_seconds": times["equal"], "equal_images_per_s": n / equal, "equal_steps_per_s": n * k_equal / equal,
         "engine_equal_seconds": times["engine equal"], "engine_equal_images_per_s": n / engine_equal,
         "engine_equal_steps_per_s": budget.stats.evaluations / engine_equal,
-        "equal_ratio": equal / engine_equal,
-        "equal_ratio_per_evaluation": (budget.stats.evaluations / engine_equal) / (n * k_equal / equal),
+        "equal_ratio": equal_ratio,
+        "equal_ratio_per_evaluation": equal_ratio * budget.stats.evaluations / (n * k_equal),
         "success_steps": k_success, "success_rate": rate, "tried": tried, "success_seconds": times["success"],
         "success_images_per_s": n / median(times["success"]),
-        "success_ratio": median(times["success"]) / median(times["engine"]), "engine_seconds": times["engine"],
+        "success_ratio": median(paired_ratios(times["success"], times["engine"])), "engine_seconds": times["engine"],
     }
 
 

@@ -64,10 +64,10 @@ class PeerRun:
 
     @property
     def ratio(self) -> float | None:
-        """The library's median time over ours (``None`` when the library did not run)."""
+        """The median over our rounds of the library's time over ours (``None`` when the library did not run)."""
         if self.status != "ok":
             return None
-        return median(self.theirs_seconds) / median(self.ours_seconds)
+        return median(paired_ratios(self.theirs_seconds, self.ours_seconds))
 
 
 def ddn_against_foolbox(
