@@ -4,6 +4,7 @@ chapter's sections): behaviour only, never wall-clock speed."""
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -231,8 +232,9 @@ def test_contention_splits_the_machines_cpu_time():
     before = {"wall": 0.0, "own": 0.0, "busy": 0.0, "idle": 0.0, "steal": 0.0}
     after = {"wall": 1.0, "own": 0.5, "busy": 1.5, "idle": 0.25, "steal": 0.25}  # 2 cores for 1 s
     assert timing.contention(before, after) == {"others": 0.5, "steal": 0.125, "own_per_wall": 0.5}
-    first = timing.cpu_snapshot()
-    sum(i * i for i in range(200_000))  # some CPU work of this process
+    first, start = timing.cpu_snapshot(), time.process_time()
+    while time.process_time() - start < 0.2:  # CPU work of this process, well above the counters' 10 ms ticks
+        sum(i * i for i in range(10_000))
     measured = timing.contention(first, timing.cpu_snapshot())
     assert measured["own_per_wall"] > 0
     assert math.isnan(measured["others"]) or 0 <= measured["others"] <= 1 and 0 <= measured["steal"] <= 1

@@ -108,7 +108,7 @@ def test_every_declared_parameter_is_checked_and_valid_in_every_profile():
 def _reads_and_writes(name: str) -> tuple[set[str], set[str]]:
     nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
     code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    reads = set(re.findall(r"\b([A-Z][A-Z_]{3,})\.read\(", code))
+    reads = set(re.findall(r"\b([A-Z][A-Z_]{3,})\.read\(", code)) | set(re.findall(r"transfer_table\(\"(\w+)\"\)\.read", code))
     writes = set(re.findall(r"\b([A-Z][A-Z_]{3,})\.write\(", code)) | set(re.findall(r"transfer_table\(\"(\w+)\"\)\.write", code))
     return reads, writes
 

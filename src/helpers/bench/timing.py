@@ -91,10 +91,11 @@ def contention(before: Mapping[str, float], after: Mapping[str, float]) -> dict[
     if "busy" not in before or "busy" not in after:
         return {"others": float("nan"), "steal": float("nan"), "own_per_wall": own / wall if wall > 0 else float("nan")}
     busy, idle, steal = (after[k] - before[k] for k in ("busy", "idle", "steal"))
-    total = busy + idle + steal
-    if total <= 0 or wall <= 0:
-        return {"others": float("nan"), "steal": float("nan"), "own_per_wall": float("nan")}
-    return {"others": max(0.0, busy - own) / total, "steal": steal / total, "own_per_wall": own / wall}
+    total = busy + idle + steal  # /proc/stat counts in clock ticks (10 ms): a short span may show none
+    own_per_wall = own / wall if wall > 0 else float("nan")
+    if total <= 0:
+        return {"others": float("nan"), "steal": float("nan"), "own_per_wall": own_per_wall}
+    return {"others": max(0.0, busy - own) / total, "steal": steal / total, "own_per_wall": own_per_wall}
 
 
 def interleaved_times(

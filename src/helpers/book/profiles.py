@@ -35,7 +35,7 @@ NOTEBOOKS = (
 NEEDS: dict[str, tuple[str, ...]] = {
     "01_attack": (),
     "02_gaussian": ("01_attack",),
-    "03_median": ("01_attack",),
+    "03_median": ("01_attack", "02_gaussian"),  # its transfer table sets the Gaussian's beside the median's
     "04_training": (),
     "05_results": ("04_training",),
     "06_adaptive": ("01_attack", "05_results"),
