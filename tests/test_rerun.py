@@ -176,5 +176,5 @@ def test_the_runner_names_the_chapters_a_changed_results_file_makes_stale(quick_
         path.write_bytes(original)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "! gaussian_transfer.csv changed since 02_gaussian wrote it" in run.stdout, run.stdout
-    assert "outside --only, so the book mixes two runs until they are re-executed: 02_gaussian, 08_performance, " \
+    assert "outside --only, so the book mixes two runs until they are re-executed: 02_gaussian, 03_median, 08_performance, " \
            "10_reproducibility" in run.stdout, run.stdout
