@@ -98,7 +98,7 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class BookFirstScheduling(LoadScopeScheduling):
-        """Scopes are test files, and the book's files are one scope; the scopes with most tests go first."""
+        """Scopes are test files, and the book's files are one scope; scopes start in collection order (_file_rank)."""
 
         def _split_scope(self, nodeid: str) -> str:
             file = nodeid.split("::")[0]
