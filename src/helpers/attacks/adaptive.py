@@ -27,6 +27,7 @@ from helpers.core.engine import (
     check_model_images,
     compiled,
     forward_function,
+    loop_body,
     predict_logits,
 )
 from helpers.core.validate import check_float, check_int, check_labels
@@ -193,6 +194,8 @@ def _build_pgd(model: keras.Model, targeted: bool):
     expand = [-1] + [1] * (len(shape) - 1)
     sign = -1.0 if targeted else 1.0  # targeted: descend the target's loss; untargeted: ascend the label's
 
+    gradient = loop_body(lambda x, aims: loss_and_gradient(model, x, aims, "cross_entropy"))
+
     def judge(logits, labels, aims):
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         wrong = tf.not_equal(predicted, labels)
@@ -217,7 +220,7 @@ def _build_pgd(model: keras.Model, targeted: bool):
             if tf.size(active) == 0:
                 break
             xa, x0a, ea = tf.gather_nd(x, active), tf.gather_nd(x0, active), tf.gather_nd(eps, active)
-            logits, grad = loss_and_gradient(model, xa, tf.gather_nd(aims, active), "cross_entropy")
+            logits, grad = gradient(xa, tf.gather_nd(aims, active))
             wrong, hit = judge(logits, tf.gather_nd(labels, active), tf.gather_nd(aims, active))
             was_wrong = tf.gather_nd(ever_wrong, active)
             first = tf.reshape(wrong & ~was_wrong, expand)

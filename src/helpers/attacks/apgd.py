@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.core.contract import RobustnessResult, l2_distances, l2_norms, normalise, project_l2
-from helpers.core.engine import check_budgets, check_classifier, check_model_images, compiled, predict_logits
+from helpers.core.engine import check_budgets, check_classifier, check_model_images, compiled, loop_body, predict_logits
 from helpers.core.validate import check_choice, check_int, check_labels
 
 LOSSES = ("cross_entropy", "dlr")
@@ -174,15 +174,26 @@ def _loss(logits: tf.Tensor, labels: tf.Tensor, loss: str) -> tf.Tensor:
     return -(true - others) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
 
 
-def _evaluate(model: keras.Model, x: tf.Tensor, labels: tf.Tensor, active: tf.Tensor, loss: str):
-    """Loss, its input gradient and "label lost" at the active rows of ``x`` (zeros elsewhere)."""
+def _loss_and_gradient(model: keras.Model, loss: str):
+    """The compiled (logits, loss, input gradient) of ``model`` that the loop calls (:func:`loop_body`)."""
+
+    @loop_body
+    def evaluate(xa, ya):
+        with tf.GradientTape() as tape:
+            tape.watch(xa)
+            logits = model(xa, training=False)
+            value = _loss(logits, ya, loss)
+        return logits, value, tape.gradient(value, xa)
+
+    return evaluate
+
+
+def _evaluate(gradient, x: tf.Tensor, labels: tf.Tensor, active: tf.Tensor):
+    """Loss, its input gradient and "label lost" at the active rows of ``x`` (zeros elsewhere); ``gradient`` is
+    :func:`_loss_and_gradient`'s function."""
     rows = tf.where(active)
     xa, ya = tf.gather_nd(x, rows), tf.gather_nd(labels, rows)
-    with tf.GradientTape() as tape:
-        tape.watch(xa)
-        logits = model(xa, training=False)
-        value = _loss(logits, ya, loss)
-    grad = tape.gradient(value, xa)
+    logits, value, grad = gradient(xa, ya)
     wrong = tf.cast(tf.not_equal(tf.argmax(logits, axis=-1, output_type=tf.int32), ya), tf.int32)
     size = tf.shape(labels, out_type=tf.int64)
     return (tf.scatter_nd(rows, value, size), tf.scatter_nd(rows, grad, tf.shape(x, out_type=tf.int64)),
@@ -198,6 +209,7 @@ def _step(x, x_prev, grad, x0, eps, eta, alpha, expand):
 def _build_apgd(model: keras.Model, loss: str):
     shape = (None, *model.input_shape[1:])
     expand = [-1] + [1] * (len(shape) - 1)
+    gradient = _loss_and_gradient(model, loss)
 
     @tf.function(
         input_signature=[
@@ -211,7 +223,7 @@ def _build_apgd(model: keras.Model, loss: str):
         has lost the label. Returns (first misclassified point else best-loss point, label lost, best loss)."""
         every = tf.ones_like(labels, dtype=tf.bool)
         x = project_l2(x0 + tf.reshape(eps, expand) * start, x0, eps, expand)
-        value, grad, ever_wrong = _evaluate(model, x, labels, every, loss)
+        value, grad, ever_wrong = _evaluate(gradient, x, labels, every)
         state = dict(x_prev=x, x=x, grad=grad, value=value, kept=x, ever_wrong=ever_wrong, x_best=x, grad_best=grad,
                      best=value, best_at_check=value, eta=2.0 * eps, halved=~every, raised=tf.zeros_like(labels))
         for i in tf.range(tf.shape(windows)[0]):
@@ -220,18 +232,18 @@ def _build_apgd(model: keras.Model, loss: str):
             if not tf.reduce_any(active):
                 break
             alpha = tf.where(i > 0, MOMENTUM, 1.0)
-            state = _iterate(model, state, x0, labels, eps, active, alpha, windows[i], loss, expand)
+            state = _iterate(gradient, state, x0, labels, eps, active, alpha, windows[i], expand)
         found = tf.reshape(state["ever_wrong"], expand)
         return tf.where(found, state["kept"], state["x_best"]), state["ever_wrong"], state["best"]
 
     return run
 
 
-def _iterate(model, state, x0, labels, eps, active, alpha, window, loss, expand):
+def _iterate(gradient, state, x0, labels, eps, active, alpha, window, expand):
     """One APGD step of the active rows, their judgement, and the checkpoint rule when ``window`` > 0."""
     s = dict(state)
     moved = _step(s["x"], s["x_prev"], s["grad"], x0, eps, s["eta"], alpha, expand)
-    value, grad, wrong = _evaluate(model, moved, labels, active, loss)
+    value, grad, wrong = _evaluate(gradient, moved, labels, active)
     rows = tf.reshape(active, expand)
     s["x_prev"], s["x"], s["grad"] = tf.where(rows, s["x"], s["x_prev"]), tf.where(rows, moved, s["x"]), tf.where(rows, grad, s["grad"])
     s["raised"] += tf.cast(active & (value > s["value"]), tf.int32)
@@ -260,10 +272,11 @@ def _clean_gradient_norm(model: keras.Model, images: np.ndarray, labels: np.ndar
     """‖∇ loss‖₂ at each clean image (float64)."""
     def build(m):
         spec = tf.TensorSpec((None, *m.input_shape[1:]), tf.float32)
+        gradient = _loss_and_gradient(m, loss)
 
         @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
         def norms(x, y):
-            _, grad, _ = _evaluate(m, x, y, tf.ones_like(y, dtype=tf.bool), loss)
+            _, grad, _ = _evaluate(gradient, x, y, tf.ones_like(y, dtype=tf.bool))
             return l2_norms(grad)
 
         return norms

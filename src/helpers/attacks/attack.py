@@ -23,7 +23,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from helpers.core.contract import l2_distances, l2_norms, normalise
-from helpers.core.engine import check_classifier, check_model_images, compiled
+from helpers.core.engine import check_classifier, check_model_images, compiled, loop_body
 from helpers.core.validate import check_choice, check_float, check_int, check_labels
 
 OBJECTIVES = ("cross_entropy", "target_probability")
@@ -202,6 +202,7 @@ def _build_chunk(model: keras.Model, objective: str):
     shape = (None, *model.input_shape[1:])
     expand = [-1] + [1] * (len(shape) - 1)
     batch = [tf.TensorSpec(shape, tf.float32)] + [tf.TensorSpec([None], tf.int32)] * 4 + [tf.TensorSpec([], tf.int32)]
+    gradient = loop_body(lambda x, t: loss_and_gradient(model, x, t, objective))
 
     @tf.function(
         input_signature=[
@@ -227,7 +228,7 @@ def _build_chunk(model: keras.Model, objective: str):
             if tf.shape(x)[0] == 0:
                 break
             widths = widths.write(i, tf.shape(x)[0])
-            logits, grad = loss_and_gradient(model, x, t, objective)
+            logits, grad = gradient(x, t)
             reached = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), t)
             norm = l2_norms(grad)
             status = tf.where(reached, REACHED, tf.where(steps >= max_steps, OUT_OF_STEPS, tf.where(norm > 0, RUNNING, STALLED)))

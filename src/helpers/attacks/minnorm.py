@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.core.contract import l2_distances, l2_norms
-from helpers.core.engine import check_classifier, check_model_images, compiled
+from helpers.core.engine import check_classifier, check_model_images, compiled, loop_body
 from helpers.core.validate import check_choice, check_float, check_int, check_labels
 
 LOSSES = ("cross_entropy", "logit_margin")
@@ -131,6 +131,14 @@ def _build_ddn(model: keras.Model, *, targeted: bool, loss: str):
     expand = [-1] + [1] * (len(shape) - 1)
     scalar = tf.TensorSpec([], tf.float32)
 
+    @loop_body
+    def logits_and_gradient(x, aims):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = model(x, training=False)
+            objective = _objective(logits, aims, targeted=targeted, loss=loss)
+        return logits, tape.gradient(objective, x)
+
     @tf.function(
         input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
                          scalar, scalar, scalar, scalar, tf.TensorSpec([], tf.int32)]
@@ -143,11 +151,7 @@ def _build_ddn(model: keras.Model, *, targeted: bool, loss: str):
         best, best_l2 = x0, tf.fill(tf.shape(aims), np.float32(np.inf))
         found_at = tf.fill(tf.shape(aims), -1)
         for i in tf.range(n_steps + 1):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                logits = model(x, training=False)
-                objective = _objective(logits, aims, targeted=targeted, loss=loss)
-            grad = tape.gradient(objective, x)
+            logits, grad = logits_and_gradient(x, aims)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             adversarial = tf.equal(predicted, aims) if targeted else tf.not_equal(predicted, aims)
             delta = x - x0

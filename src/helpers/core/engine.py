@@ -54,6 +54,20 @@ def compiled(model: keras.Model, key: Hashable, build: Callable[[keras.Model], A
     return call
 
 
+def loop_body(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled as a function of its own, which a compiled loop *calls* rather than inlines.
+
+    Every attack loop computes its model's logits and input gradient through one of these. The reason is speed,
+    not numbers (they are the same bit for bit). TensorFlow's oneDNN graph pass swaps max-pooling's gradient
+    (``MaxPoolGrad``) for oneDNN's pooling backward only when it has already swapped the matching forward ``MaxPool``.
+    Inside a ``tf.while_loop`` the order in which it visits the nodes changes from one trace to the next, and in
+    about one trace in four the gradient stays on TensorFlow's own, slower kernel: that attack then runs 1.4-1.7×
+    slower for as long as the trace is used (``ONEDNN_VERBOSE=1`` shows no pooling backward in those traces). A
+    function that is not inlined is rewritten as a graph of its own, without a loop, and gets oneDNN's kernel every
+    time (measured in the README's performance notes)."""
+    return tf.function(fn, experimental_attributes={"_noinline": True})
+
+
 def forget_compiled(model: keras.Model) -> None:
     """Drop the compiled functions of ``model`` and of its architecture's template: the next attack traces them anew
     (the performance chapter times fresh traces of the same function against each other)."""

@@ -27,7 +27,7 @@ from helpers.attacks.apgd import apgd_l2
 from helpers.attacks.attack import loss_and_gradient
 from helpers.attacks.registry import ATTACKS, attacks_of
 from helpers.core.contract import RobustnessResult, l2_norms, safe_norms
-from helpers.core.engine import check_classifier, check_model_images, compiled, predict_logits
+from helpers.core.engine import check_classifier, check_model_images, compiled, loop_body, predict_logits
 from helpers.core.stats import (
     accuracy_curve_ci,
     image_counts,
@@ -254,13 +254,14 @@ def margin_attack(
 def _build_margin_attack(model: keras.Model):
     shape = (None, *model.input_shape[1:])
     expand = [-1] + [1] * (len(shape) - 1)
+    gradient = loop_body(lambda x, targets: loss_and_gradient(model, x, targets, "cross_entropy"))
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32)])
     def run(x, targets, margin, step, max_steps):
         done = tf.zeros_like(targets, dtype=tf.bool)
         for i in tf.range(max_steps + 1):
-            logits, grad = loss_and_gradient(model, x, targets, "cross_entropy")
+            logits, grad = gradient(x, targets)
             target = tf.gather(logits, targets, batch_dims=1)
             others = tf.reduce_max(tf.where(tf.one_hot(targets, tf.shape(logits)[1]) > 0, -np.inf, logits), axis=1)
             done = done | (target - others >= margin)

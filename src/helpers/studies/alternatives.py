@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.core.contract import l2_step
-from helpers.core.engine import check_budgets, check_classifier, check_model_images, compiled
+from helpers.core.engine import check_budgets, check_classifier, check_model_images, compiled, loop_body
 from helpers.core.validate import check_float, check_int, check_labels
 from helpers.defences.smoothing import Certificate, sample_counts
 
@@ -107,6 +107,16 @@ def smoothed_pgd(
 def _build_smoothed_pgd(model: keras.Model, samples: int):
     shape = (None, *model.input_shape[1:])
 
+    @loop_body
+    def expected_gradient(x, noise, rows):
+        """The input gradient of −log of the label's probability averaged over the noisy copies (EOT)."""
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = model(tf.repeat(x, samples, axis=0) + noise, training=False)
+            mean = tf.reduce_mean(tf.reshape(tf.nn.softmax(logits), [tf.shape(x)[0], samples, -1]), axis=1)
+            loss = -tf.math.log(tf.gather_nd(mean, rows) + 1e-12)
+        return tape.gradient(loss, x)
+
     @tf.function(input_signature=[
         tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32),
         tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32),
@@ -118,12 +128,7 @@ def _build_smoothed_pgd(model: keras.Model, samples: int):
         x = x0
         for i in tf.range(n_steps):
             noise = sigma * tf.random.stateless_normal(copies, seed=seed + tf.stack([0, i * 7919]))
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                logits = model(tf.repeat(x, samples, axis=0) + noise, training=False)
-                mean = tf.reduce_mean(tf.reshape(tf.nn.softmax(logits), [count, samples, -1]), axis=1)
-                loss = -tf.math.log(tf.gather_nd(mean, rows) + 1e-12)
-            x = l2_step(x, x0, tape.gradient(loss, x), alpha=alpha, eps=eps)
+            x = l2_step(x, x0, expected_gradient(x, noise, rows), alpha=alpha, eps=eps)
         return x
 
     return run
