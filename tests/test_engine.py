@@ -98,3 +98,42 @@ def test_forgetting_a_models_compiled_functions_builds_them_again(monkeypatch):
     own = engine.compiled(model, "forget key", lambda m: object())
     engine.forget_compiled(model)
     assert engine.compiled(model, "forget key", lambda m: object()) is not own
+
+
+def _loop_bodies_and_gradients(function) -> tuple[list, list]:
+    """The graphs a compiled function's while-loops run (bodies and the branches inside them, not descending into
+    functions marked ``_noinline``), and the ``_noinline`` functions those call."""
+    graph = function.get_concrete_function().graph.as_graph_def()
+    library = {f.signature.name: f for f in graph.library.function}
+
+    def called(nodes):
+        return [library[a.func.name] for node in nodes for a in node.attr.values() if a.func.name in library]
+
+    inside, calls, todo = [], [], [library[node.attr["body"].func.name] for node in graph.node if node.op == "While"]
+    while todo:
+        f = todo.pop()
+        if f.attr["_noinline"].b:
+            calls.append(f)
+        elif f not in inside:
+            inside.append(f)
+            todo.extend(called(f.node_def))
+    return inside, calls
+
+
+@pytest.mark.parametrize("attack", ["paper", "ddn", "apgd", "pgd", "margin", "smoothed pgd"])
+def test_attack_loops_call_their_models_gradient_as_a_function_of_its_own(attack):
+    # Inlined into a loop, max-pooling's gradient is left on TensorFlow's slow kernel in some traces (loop_body).
+    from helpers.attacks import adaptive, apgd, minnorm
+    from helpers.attacks import attack as paper
+    from helpers.studies import adaptive_study, alternatives
+
+    model = _model("none", 0)
+    build = {"paper": lambda: paper._build_chunk(model, "cross_entropy"),
+             "ddn": lambda: minnorm._build_ddn(model, targeted=True, loss="cross_entropy"),
+             "apgd": lambda: apgd._build_apgd(model, "cross_entropy"), "pgd": lambda: adaptive._build_pgd(model, True),
+             "margin": lambda: adaptive_study._build_margin_attack(model),
+             "smoothed pgd": lambda: alternatives._build_smoothed_pgd(model, 2)}[attack]
+    bodies, gradients = _loop_bodies_and_gradients(build())
+    assert bodies and gradients
+    assert not any(node.op == "MaxPoolGrad" for body in bodies for node in body.node_def)
+    assert any(node.op == "MaxPoolGrad" for f in gradients for node in f.node_def)
