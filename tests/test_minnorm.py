@@ -169,6 +169,26 @@ def test_an_already_adversarial_image_costs_nothing(untrained):
     np.testing.assert_array_equal(result.l2, 0.0)
 
 
+def test_stopping_early_takes_fewer_steps_and_keeps_the_smallest_adversarial_it_found(trained, subset, ours):
+    images, labels, targets = subset
+    early = ddn_l2(trained.model, images, labels, targets=targets, steps=STEPS, gamma=GAMMA, stop_patience=10,
+                   stop_tolerance=0.01)
+    stopped = early.steps < STEPS
+    assert stopped.mean() > 0.5 and early.steps.min() >= 10 and (early.steps % 10 == 0).all()
+    assert early.success[stopped].all()  # only an image with an adversarial stops before its budget
+    predicted = predict_logits(trained.model, early.adversarial).argmax(axis=1)
+    np.testing.assert_array_equal(early.success, predicted == targets)
+    assert (early.found_at < early.steps).all() & (early.found_at >= 0).all()
+    # Until it stops, an image follows the full budget's path (the batch around it shrinks, which may move the last
+    # bits of a convolution), so its norm cannot be much below the full budget's, and its median stays close to it.
+    assert (early.l2 >= ours.l2 * (1 - 1e-3)).all()
+    assert np.median(early.l2) <= 1.02 * np.median(ours.l2)
+
+
+def test_without_early_stopping_every_image_runs_the_budget(ours):
+    np.testing.assert_array_equal(ours.steps, STEPS)
+
+
 def test_one_compiled_function_per_model_and_mode(untrained):
     images = np.random.default_rng(2).random((5, 8, 8, 1)).astype(np.float32)
     labels = np.arange(5)
@@ -192,6 +212,10 @@ def test_one_compiled_function_per_model_and_mode(untrained):
         ({"targets": np.zeros(2, int)}, "targets", ValueError),
         ({"targets": np.full(3, 10)}, "targets", ValueError),
         ({"batch_size": 0}, "batch_size", ValueError),
+        ({"stop_patience": 0}, "stop_patience", ValueError),
+        ({"stop_patience": 2.5}, "stop_patience", TypeError),
+        ({"stop_tolerance": 0.0}, "stop_tolerance", ValueError),
+        ({"stop_tolerance": 1.5}, "stop_tolerance", ValueError),
     ],
 )
 def test_bad_parameters_fail_naming_them(untrained, kwargs, name, error):

@@ -44,7 +44,7 @@ class MinNormResult:
     adversarial: np.ndarray  # float32: the smallest adversarial found, else the last iterate
     success: np.ndarray  # bool: an adversarial was found (the model's prediction on ``adversarial`` meets the goal)
     l2: np.ndarray  # float64 ‖adversarial − image‖₂ in [0, 1] pixel units (contract.l2_distances)
-    steps: np.ndarray  # int: gradient steps taken (the whole budget: DDN keeps refining after a success)
+    steps: np.ndarray  # int: gradient steps taken (the whole budget unless stopped early: DDN refines after a success)
     found_at: np.ndarray  # int: the step whose iterate is returned (0 = the clean image; -1 = none adversarial)
 
     @property
@@ -66,6 +66,8 @@ def ddn_l2(
     loss: str = "cross_entropy",
     seed: int = 0,
     batch_size: int = 256,
+    stop_patience: int | None = None,
+    stop_tolerance: float = 0.01,
 ) -> MinNormResult:
     """The smallest L2 perturbation DDN finds that changes the label (or, with ``targets``, reaches the target).
 
@@ -82,6 +84,11 @@ def ddn_l2(
         loss: ``"cross_entropy"`` (as in DDN) or ``"logit_margin"`` (best other logit minus the aimed one).
         seed: seed of the noise that replaces a zero gradient.
         batch_size: images per compiled call.
+        stop_patience: ``None`` (the default, and the book's studies): every image runs all ``steps``. Otherwise an
+            image stops once it has an adversarial and its smallest ‖δ‖₂ has shrunk by less than ``stop_tolerance``
+            (relative) over its last ``stop_patience`` steps, checked every ``stop_patience`` steps; the images still
+            running go on as a smaller batch. The step-length schedule stays that of ``steps``.
+        stop_tolerance: the relative shrinkage below which an image counts as converged, in (0, 1).
 
     >>> result = ddn_l2(model, x[:100], y[:100], targets=t[:100], steps=100)  # doctest: +SKIP
     >>> np.median(result.l2[result.success])  # doctest: +SKIP
@@ -95,25 +102,44 @@ def ddn_l2(
     loss = check_choice("loss", loss, LOSSES)
     seed = check_int("seed", seed, minimum=0, maximum=2**31 - 1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    if stop_patience is not None:
+        stop_patience = check_int("stop_patience", stop_patience, minimum=1)
+    stop_tolerance = check_float("stop_tolerance", stop_tolerance, minimum=0.0, maximum=1.0, strict_minimum=True)
     images = check_model_images(model, images)
     labels = check_labels("labels", labels, length=len(images), num_classes=num_classes)
     targeted = targets is not None
     aims = check_labels("targets", targets, length=len(images), num_classes=num_classes) if targeted else labels
 
     run = compiled(model, ("ddn", targeted, loss), lambda m: _build_ddn(m, targeted=targeted, loss=loss))
-    settings = [tf.constant(v, tf.float32) for v in (init_epsilon, gamma, max_alpha, min_alpha)]
+    settings = [tf.constant(v, tf.float32) for v in (gamma, max_alpha, min_alpha)]
+    chunk = steps + 1 if stop_patience is None else stop_patience
     adversarial = np.empty_like(images)
     success = np.empty(len(images), dtype=bool)
     found_at = np.empty(len(images), dtype=np.int32)
+    taken = np.empty(len(images), dtype=np.int32)
     for start in range(0, len(images), batch_size):
-        rows = slice(start, start + batch_size)
-        out = run(tf.constant(images[rows]), tf.constant(aims[rows].astype(np.int32)), tf.constant(steps, tf.int32),
-                  *settings, tf.constant(seed, tf.int32))
-        adversarial[rows], success[rows], found_at[rows] = (t.numpy() for t in out)
-    return MinNormResult(
-        adversarial=adversarial, success=success, l2=l2_distances(adversarial, images),
-        steps=np.full(len(images), steps, dtype=np.int32), found_at=found_at,
-    )
+        rows = np.arange(start, min(start + batch_size, len(images)))
+        x0 = images[rows]
+        state = (x0, np.full(len(rows), init_epsilon, np.float32), x0, np.full(len(rows), np.inf, np.float32),
+                 np.full(len(rows), -1, np.int32))
+        first = 0
+        while len(rows):
+            last = min(first + chunk, steps + 1)
+            before = state[3]
+            state = tuple(t.numpy() for t in run(
+                tf.constant(x0), *(tf.constant(v) for v in state), tf.constant(aims[rows].astype(np.int32)),
+                tf.constant(first, tf.int32), tf.constant(last, tf.int32), tf.constant(steps, tf.int32), *settings,
+                tf.constant(seed, tf.int32)))
+            x, _, best, best_l2, at = state
+            done = np.full(len(rows), last > steps) | (np.isfinite(before) & (best_l2 >= (1.0 - stop_tolerance) * before))
+            found = (at[done] >= 0).reshape([-1] + [1] * (x.ndim - 1))
+            adversarial[rows[done]] = np.where(found, best[done], x[done])
+            success[rows[done]], found_at[rows[done]], taken[rows[done]] = at[done] >= 0, at[done], min(last, steps)
+            keep = ~done
+            rows, x0, state = rows[keep], x0[keep], tuple(v[keep] for v in state)
+            first = last
+    return MinNormResult(adversarial=adversarial, success=success, l2=l2_distances(adversarial, images), steps=taken,
+                         found_at=found_at)
 
 
 def _objective(logits: tf.Tensor, aims: tf.Tensor, *, targeted: bool, loss: str) -> tf.Tensor:
@@ -139,18 +165,17 @@ def _build_ddn(model: keras.Model, *, targeted: bool, loss: str):
             objective = _objective(logits, aims, targeted=targeted, loss=loss)
         return logits, tape.gradient(objective, x)
 
+    image, row, integer = tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)
+
     @tf.function(
-        input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
-                         scalar, scalar, scalar, scalar, tf.TensorSpec([], tf.int32)]
+        input_signature=[image, image, row, image, row, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
+                         integer, integer, integer, scalar, scalar, scalar, integer]
     )
-    def run(x0, aims, n_steps, init_epsilon, gamma, max_alpha, min_alpha, seed):
-        """``n_steps`` DDN steps and ``n_steps + 1`` judged iterates (the clean image first, the last one too)."""
-        x = x0
-        epsilon = tf.fill(tf.shape(aims), init_epsilon)
+    def run(x0, x, epsilon, best, best_l2, found_at, aims, first, last, n_steps, gamma, max_alpha, min_alpha, seed):
+        """Passes ``first`` … ``last − 1`` of DDN's ``n_steps + 1``: each judges the iterate and (but the last of all)
+        steps. Takes and returns the state (iterate, radius, smallest adversarial, its ‖δ‖₂, the pass that found it)."""
         worst = l2_norms(tf.maximum(x0, 1.0 - x0))  # no [0, 1] image is farther from x0
-        best, best_l2 = x0, tf.fill(tf.shape(aims), np.float32(np.inf))
-        found_at = tf.fill(tf.shape(aims), -1)
-        for i in tf.range(n_steps + 1):
+        for i in tf.range(first, last):
             logits, grad = logits_and_gradient(x, aims)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             adversarial = tf.equal(predicted, aims) if targeted else tf.not_equal(predicted, aims)
@@ -168,8 +193,7 @@ def _build_ddn(model: keras.Model, *, targeted: bool, loss: str):
             length = l2_norms(delta)
             delta = delta * tf.reshape(tf.where(length > 0, epsilon / tf.where(length > 0, length, 1.0), 1.0), expand)
             x = tf.where(i < n_steps, tf.clip_by_value(x0 + delta, 0.0, 1.0), x)
-        found = found_at >= 0
-        return tf.where(tf.reshape(found, expand), best, x), found, found_at
+        return x, epsilon, best, best_l2, found_at
 
     return run
 
