@@ -25,6 +25,9 @@ def test_ddn_matches_foolbox_in_quality_and_is_timed(workload):
     assert run.as_strong and run.ours[0] == pytest.approx(run.theirs[0], rel=peers.MEDIAN_TOLERANCE)
     assert np.isfinite(run.ours[0]) and run.ours[0] > 0
     assert len(run.ours_seconds) == len(run.ceiling_seconds) == 2 and len(run.theirs_seconds) == 1 and run.ratio > 0
+    # Ours stops converged images early: fewer passes than Foolbox's 31 per image, at most as many as the budget's.
+    assert N_IMAGES * peers.DDN_STOP_PATIENCE <= run.passes < N_IMAGES * 31 and 0.0 <= run.worse_share <= 1.0
+    assert "forward and backward passes" in peers.PeerComparison({"ddn": run}).glued()["ddn_peer_stopping"]
 
 
 @pytest.mark.skipif(VERSIONS["art"] is None, reason="ART is not installed (requirements-bench.txt)")
@@ -77,10 +80,19 @@ def test_a_miss_is_explained_by_the_models_own_rate():
     run = _run(same=True, theirs_s=3.0)
     run.ceiling_seconds = [0.5, 0.5]
     (_, rounds, as_strong, note), = peers.PeerComparison({"ddn": run}).goal_rows()
-    # Ours 1 s; its 10 000 forward+backward passes alone 0.5 s: 50 %; the library's 3 s is 6× the passes alone.
+    # Ours 1 s; the full budget's 10 000 forward+backward passes alone 0.5 s; the library's 3 s is 6× the passes alone.
     assert rounds == [3.0, 3.0] and as_strong is True
-    assert note.startswith("ours took 1.00 s, 50 % of the speed of its 10000 forward+backward passes alone (0.50 s")
-    assert "would be 6.0× faster" in note
+    assert note.startswith("ours took 1.00 s; the full budget's 10000 forward+backward passes alone took 0.50 s")
+    assert "6.0× faster than the library" in note
+
+
+def test_the_stopping_sentence_gives_the_passes_saved_and_the_images_that_paid_for_it():
+    run = _run(same=True, theirs_s=7.0)
+    run.passes, run.worse_share = 5_050, 0.19
+    sentence = peers.PeerComparison({"ddn": run}).glued()["ddn_peer_stopping"]
+    # 100 images × 100 steps, each image judged once more at the end: 10 100 passes for the full budget.
+    assert "5,050 forward and backward passes, 50 % of the 10,100" in sentence and "On 19 % of the images" in sentence
+    assert peers.PeerComparison({"ddn": _run(same=True, theirs_s=7.0)}).glued()["ddn_peer_stopping"] == ""
 
 
 def test_bad_arguments_name_the_parameter(workload):
