@@ -190,3 +190,46 @@ def _resolve_weights(arch: str, weights, channels: int) -> str | None:
     if not path.is_file():
         raise FileNotFoundError(f"weights: no weights file at {str(path)!r}")
     return str(path)
+
+
+# --- A bfloat16 copy for the attack step --------------------------------------------------------------------
+
+
+def bfloat16_available() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AMX or AVX512-BF16, from ``/proc/cpuinfo``); elsewhere
+    TensorFlow emulates it, slowly."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def bfloat16_copy(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` that computes in bfloat16 (Keras' ``mixed_bfloat16`` policy: float32 weights, products in
+    bfloat16 that oneDNN accumulates in float32), with the same weights.
+
+    Its filter layer (the defence) and its last layer stay in float32, so the blur is the defence's own and the logits
+    are float32. The attack step through the copy is the book's optional bfloat16 mode (off everywhere by default;
+    the performance chapter measures what it gains and changes). ``model`` itself is not touched.
+
+    >>> fast = bfloat16_copy(model)  # doctest: +SKIP
+    >>> targeted_attack(fast, x, t)  # doctest: +SKIP
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model: expected a Keras model, got {type(model).__name__}")
+    from helpers.defences.filters import is_filter_layer
+
+    last = model.layers[-1]
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.Model):
+            return keras.models.clone_model(layer, clone_function=clone)
+        config = layer.get_config()
+        if layer is not last and not is_filter_layer(layer) and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,49 @@
+"""The optional bfloat16 mode: a copy of a model that computes in bfloat16, and what it changes in an attack."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers.attacks.attack import targeted_attack
+from helpers.core.engine import architecture_key, predict_logits
+from helpers.training.models import bfloat16_copy, build_model
+
+
+def test_the_copy_computes_in_bfloat16_but_its_filter_and_logits_stay_float32():
+    keras.utils.set_random_seed(0)
+    model = build_model("small_cnn", input_shape=(12, 12, 1), num_classes=10, defence="gaussian:1")
+    fast = bfloat16_copy(model)
+    kinds = {type(layer).__name__: layer.compute_dtype for layer in fast.layers}
+    assert kinds["Conv2D"] == "bfloat16" and kinds["GaussianBlur"] == "float32"
+    assert fast.layers[-1].compute_dtype == "float32"
+    assert all(layer.compute_dtype == "float32" for layer in model.layers)  # the original is untouched
+    for a, b in zip(model.get_weights(), fast.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert architecture_key(fast) != architecture_key(model)  # no compiled function is shared between the two modes
+    x = np.random.default_rng(0).random((16, 12, 12, 1), dtype=np.float32)
+    out = fast(x)
+    assert out.dtype == "float32"
+    # bfloat16 keeps 8 bits of mantissa: the logits agree to about 1 %, not to float32's rounding.
+    reference = model(x).numpy()
+    assert 0 < np.abs(out.numpy() - reference).max() <= 0.05 * np.abs(reference).max()
+
+
+def test_the_copy_of_a_nested_backbone_computes_in_bfloat16_inside():
+    model = build_model("inception_v3", input_shape=(75, 75, 3), num_classes=3)
+    fast = bfloat16_copy(model)
+    inner = [layer for layer in fast.layers if isinstance(layer, keras.Model)]
+    assert inner and any(layer.compute_dtype == "bfloat16" for layer in inner[0].layers if "conv" in layer.name)
+
+
+def test_an_attack_through_the_copy_fools_the_float32_model(trained, correct_subset):
+    images, _, targets = correct_subset
+    fast = bfloat16_copy(trained.model)
+    result = targeted_attack(fast, images[:40], targets[:40], step=0.1, progress=False)
+    reached = predict_logits(trained.model, result.adversarial).argmax(axis=1) == targets[:40]
+    # It stops where the bfloat16 copy reaches the target; on the float32 model most of those points do too.
+    assert result.success.mean() > 0.9 and reached.mean() > 0.7
+
+
+def test_a_non_model_fails_naming_the_parameter():
+    with pytest.raises(TypeError, match="^model:"):
+        bfloat16_copy("small_cnn")
