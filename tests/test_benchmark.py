@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The keys of benchmark.json, as the chapter writes them.
 DOCUMENT_KEYS = {"profile", "machine", "libraries", "engine", "seed_loop", "libraries_compared", "engine_equal_budget",
                  "batch_throughput", "xla", "gflops", "training_filters", "live_slider", "run_log", "goals",
-                 "load_average_end", "peers"}
+                 "load_average_end", "peers", "bfloat16"}
 
 
 @pytest.fixture(scope="module")
@@ -515,12 +515,13 @@ def test_library_comparison_measures_an_installed_library(tiny, tiny_engine):
         row["equal_ratio"] * comparison.budget.stats.evaluations / (n * k), rel=1e-12)
 
 
-def _kernels(profile_rows, *, matmul=100.0, inception=50.0):
-    return performance.KernelRates(
-        "small_cnn", 75, 4, {"onednn": True, "gflops": {"matmul": matmul, "inception_v3": inception, "small_cnn": 10.0},
-                             "seconds": {"matmul": [1.0], "inception_v3": [1.0]}},
-        profile_rows, None, 2_000_000_000, 1_000_000,
-    )
+def _kernels(profile_rows, *, matmul=100.0, inception=50.0, paper=None):
+    gflops = {"matmul": matmul, "inception_v3": inception, "small_cnn": 10.0}
+    seconds = {"matmul": [1.0], "inception_v3": [1.0]}
+    if paper is not None:
+        gflops["inception_v3_paper"], seconds["inception_v3_paper"] = paper, [1.0]
+    return performance.KernelRates("small_cnn", 75, 4, 0 if paper is None else 2,
+                                   {"onednn": True, "gflops": gflops, "seconds": seconds}, profile_rows, None, 2_000_000_000, 1_000_000)
 
 
 def test_kernel_rates_sentences_and_tables():
@@ -533,8 +534,13 @@ def test_kernel_rates_sentences_and_tables():
     assert glued["conv_gflops"] == 30.0 and glued["grad_share"] == 35.0 and glued["inception_step_gflop"] == 2.0
     assert "MaxPoolGrad" in glued["small_profile_sentence"] and "moves memory" in glued["small_profile_sentence"]
     assert glued["onednn_sentence"] == "The other oneDNN setting was not measured in this profile"
-    assert list(kernels.table().data.columns) == ["oneDNN", "process", "tf.matmul", "InceptionV3 step", "small CNN step"]
+    assert list(kernels.table().data.columns) == ["oneDNN", "process", "tf.matmul", "InceptionV3 step, 75 px", "small CNN step"]
     assert kernels.record()["inception_share_of_matmul"] == 0.5
+    assert glued["paper_share_sentence"] == "The step at the paper's image size was not measured in this profile"
+    # Measured at the paper's 299 px, that step is what the goal judges; the book-size share is still glued.
+    paper = _kernels(rows, paper=80.0)
+    assert paper.goal_workload == "inception_v3_paper" and paper.share == 0.8 and paper.glued()["inception_share"] == 50.0
+    assert "80 % of the rate of tf.matmul" in paper.glued()["paper_share_sentence"]
     kernels.other = {"error": "boom"}
     assert kernels.glued()["onednn_sentence"].endswith("failed: boom")
     empty = _kernels([]).glued()

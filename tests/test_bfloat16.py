@@ -47,3 +47,24 @@ def test_an_attack_through_the_copy_fools_the_float32_model(trained, correct_sub
 def test_a_non_model_fails_naming_the_parameter():
     with pytest.raises(TypeError, match="^model:"):
         bfloat16_copy("small_cnn")
+
+
+@pytest.mark.slow
+def test_the_chapter_section_times_both_modes_and_judges_bfloat16s_adversarials_on_float32(trained, correct_subset):
+    from helpers.bench.bfloat16_runs import bfloat16_mode
+
+    images, labels, targets = (a[:8] for a in correct_subset)
+    mode = bfloat16_mode(trained.model, trained.model, images, labels, targets, step=0.1, max_steps=200, minnorm_steps=20,
+                         inception_batch=4, small_batch=8, repeats=1)
+    speedups = mode.speedups()
+    assert set(speedups) == {"matmul", "inception_v3", "small_cnn", "paper", "ddn"}
+    assert all(len(v) == 3 for k, v in speedups.items() if k not in ("paper", "ddn")) and len(speedups["ddn"]) == 1
+    for attack in mode.attacks.values():
+        assert 0 <= attack.kept_on_float32 <= attack.success["bfloat16"] <= 1
+        assert 0.9 < attack.l2_ratio[0] < 1.1 and attack.l2_ratio[1] <= attack.l2_ratio[0] <= attack.l2_ratio[2]
+    glued = mode.glued()
+    assert glued["bf16_kept_sentence"].startswith("An attack stops as soon as the bfloat16 copy predicts the target")
+    assert list(mode.quality_table().data.columns)[:4] == ["attack", "reached % f32", "reached % bf16", "bf16's reach it on f32 %"]
+    assert mode.record()["attacks"]["ddn"]["l2_ratio"] == list(mode.attacks["ddn"].l2_ratio)
+    mode.attacks["ddn"].kept_on_float32 = 0.9
+    assert "90.0 % of DDN's" in mode.glued()["bf16_kept_sentence"] and "checked, or finished, in float32" in mode.glued()["bf16_kept_sentence"]

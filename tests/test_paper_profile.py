@@ -28,7 +28,7 @@ SMALL = {
     "strong_images": 3, "strong_budgets": [1], "strong_steps": 2, "strong_restarts": 1, "square_queries": 3,
     "smoothing_sigmas": [0.5], "smoothing_n0": 4, "smoothing_n": 8, "eot_samples": 1, "adversarial_epsilon": 1.0,
     "bench_images": 2, "bench_seed_images": 1, "bench_repeats": 1, "bench_batch_sizes": [2], "bench_inception_size": 75,
-    "bench_inception_batch": 2, "bench_train_batches": 1, "bench_compare_backends": False,
+    "bench_inception_batch": 2, "bench_inception_paper_batch": 0, "bench_train_batches": 1, "bench_compare_backends": False,
 }
 
 

@@ -141,10 +141,12 @@ def matmul_function(n: int) -> Callable[[], tf.Tensor]:
 def kernel_rates(
     *, image_size: int = 75, batch: int = 32, small_shape: Sequence[int] = (28, 28, 1), small_batch: int = 64,
     matmul_n: int = 2048, repeats: int = 3, inception: keras.Model | None = None, small: keras.Model | None = None,
+    paper_inception: keras.Model | None = None, paper_batch: int = 4,
 ) -> dict[str, Any]:
     """GFLOP/s of a large ``tf.matmul`` (the machine's rate for dense arithmetic), of an InceptionV3 attack step
-    at ``image_size`` px and of a ``small_cnn`` attack step, one call of each per round, ``3·repeats`` rounds.
-    Models are built untrained unless given (speed does not depend on the weights)."""
+    at ``image_size`` px and of a ``small_cnn`` attack step, one call of each per round, ``3·repeats`` rounds; with
+    ``paper_inception`` also its step on batches of ``paper_batch`` (``"inception_v3_paper"``). Models are built
+    untrained unless given (speed does not depend on the weights)."""
     from helpers.training.models import build_model
 
     repeats = check_int("repeats", repeats, minimum=1)
@@ -154,6 +156,8 @@ def kernel_rates(
         small = build_model("small_cnn", input_shape=tuple(small_shape), num_classes=10)
     product = matmul_function(matmul_n)
     steps = {"inception_v3": (inception, batch), "small_cnn": (small, small_batch)}
+    if paper_inception is not None:
+        steps["inception_v3_paper"] = (paper_inception, check_int("paper_batch", paper_batch, minimum=1))
     calls = {name: (gradient_step(model), *random_batch(model, b)) for name, (model, b) in steps.items()}
     times = interleaved_times(
         {"matmul": product, **{name: (lambda f=f, x=x, t=t: f(x, t)) for name, (f, x, t) in calls.items()}},

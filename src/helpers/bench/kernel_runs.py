@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 # --- GFLOP/s and the op profile ----------------------------------------------------------------------------
 
+PAPER_INCEPTION_SIZE = 299  # the image size at which the paper attacks InceptionV3
+
 
 @dataclass
 class KernelRates:
@@ -43,6 +45,7 @@ class KernelRates:
     study_arch: str
     inception_size: int
     inception_batch: int
+    paper_batch: int  # InceptionV3 at the paper's PAPER_INCEPTION_SIZE px (0: not measured)
     kernel: dict[str, Any]
     profile_rows: list[dict[str, Any]]
     other: dict[str, Any] | None
@@ -50,15 +53,26 @@ class KernelRates:
     study_step_flops: int
 
     @property
+    def goal_workload(self) -> str:
+        """The InceptionV3 step the goal judges: at the paper's size when it was measured, else at the book's."""
+        return "inception_v3_paper" if "inception_v3_paper" in self.kernel["gflops"] else "inception_v3"
+
+    @property
+    def goal_size(self) -> int:
+        """The image size of :attr:`goal_workload`, in pixels."""
+        return PAPER_INCEPTION_SIZE if self.goal_workload == "inception_v3_paper" else self.inception_size
+
+    @property
     def share(self) -> float:
-        """InceptionV3's step rate as a share of ``tf.matmul``'s: the median over the rounds of each round's share."""
+        """The goal's InceptionV3 step rate as a share of ``tf.matmul``'s: the median over the rounds of each round's."""
         return median(self.share_rounds())
 
-    def share_rounds(self) -> list[float]:
-        """:attr:`share` in each timed round: InceptionV3's step rate over ``tf.matmul``'s, round by round."""
+    def share_rounds(self, workload: str | None = None) -> list[float]:
+        """An InceptionV3 step's rate over ``tf.matmul``'s, round by round (default: :attr:`goal_workload`)."""
+        workload = workload or self.goal_workload
         seconds, rates = self.kernel["seconds"], self.kernel["gflops"]
-        scale = rates["inception_v3"] * median(seconds["inception_v3"]) / (rates["matmul"] * median(seconds["matmul"]))
-        return [scale * r for r in paired_ratios(seconds["matmul"], seconds["inception_v3"])]
+        scale = rates[workload] * median(seconds[workload]) / (rates["matmul"] * median(seconds["matmul"]))
+        return [scale * r for r in paired_ratios(seconds["matmul"], seconds[workload])]
 
     def inception_op(self, suffix: str) -> dict[str, Any] | None:
         """The first (largest) InceptionV3 profile row whose op type ends with ``suffix``."""
@@ -67,6 +81,7 @@ class KernelRates:
     def record(self) -> dict[str, Any]:
         return {
             "inception_image_size": self.inception_size, "inception_batch": self.inception_batch,
+            "paper_image_size": PAPER_INCEPTION_SIZE, "paper_batch": self.paper_batch, "goal_workload": self.goal_workload,
             "inception_step_gflop_per_image": self.inception_step_flops / 1e9, "this_process": self.kernel,
             "inception_share_of_matmul": self.share, "op_profile": self.profile_rows, "other_onednn_setting": self.other,
         }
@@ -76,7 +91,8 @@ class KernelRates:
         rows = [{"oneDNN": "on" if self.kernel["onednn"] else "off", "process": "this one", **self.kernel["gflops"]}]
         if self.other and "gflops" in self.other:
             rows.append({"oneDNN": "on" if self.other["onednn"] else "off", "process": "child", **self.other["gflops"]})
-        names = {"matmul": "tf.matmul", "inception_v3": "InceptionV3 step", "small_cnn": "small CNN step"}
+        names = {"matmul": "tf.matmul", "inception_v3": f"InceptionV3 step, {self.inception_size} px",
+                 "inception_v3_paper": f"InceptionV3 step, {PAPER_INCEPTION_SIZE} px", "small_cnn": "small CNN step"}
         return pd.DataFrame(rows).rename(columns=names).style.format(precision=1).hide(axis="index")
 
     def profile_table(self) -> Styler:
@@ -87,7 +103,8 @@ class KernelRates:
         conv, grad = self.inception_op("Conv2D"), self.inception_op("Conv2DBackpropInput")
         return {
             "inception_gflops": gflops["inception_v3"], "matmul_gflops": gflops["matmul"], "small_gflops": gflops["small_cnn"],
-            "inception_share": self.share * 100, "inception_step_gflop": self.inception_step_flops / 1e9,
+            "inception_share": median(self.share_rounds("inception_v3")) * 100,
+            "inception_step_gflop": self.inception_step_flops / 1e9, "paper_share_sentence": self._paper_sentence(),
             "conv_share": conv["share of op time %"] if conv else nan,
             "conv_gflops": conv["GFLOP/s"] if conv and conv["GFLOP/s"] else nan,
             "grad_share": grad["share of op time %"] if grad else nan,
@@ -95,6 +112,14 @@ class KernelRates:
             "grad_gflops": grad["GFLOP/s"] if grad and grad["GFLOP/s"] else nan,
             "onednn_sentence": self._onednn_sentence(),
         }
+
+    def _paper_sentence(self) -> str:
+        if self.goal_workload != "inception_v3_paper":
+            return "The step at the paper's image size was not measured in this profile"
+        gflops = self.kernel["gflops"]["inception_v3_paper"]
+        return (f"At the paper's {PAPER_INCEPTION_SIZE} px (batches of {self.paper_batch}), where every feature map is "
+                f"{(PAPER_INCEPTION_SIZE / self.inception_size) ** 2:.0f} times larger, the same step ran at {gflops:.1f} "
+                f"GFLOP/s: {self.share * 100:.0f} % of the rate of tf.matmul, the figure the goal below judges")
 
     def _small_profile_sentence(self) -> str:
         top = next((r for r in self.profile_rows if r["model"] == self.study_arch), None)
@@ -138,13 +163,21 @@ def op_profile_rows(models: Sequence[tuple[str, keras.Model, int]], *, seed: int
 
 def kernel_measurements(
     model: keras.Model, inception: keras.Model, *, study_arch: str, inception_size: int, inception_batch: int,
-    repeats: int, compare_backends: bool, onednn: bool | None, seed: int = 0,
+    paper_batch: int, repeats: int, compare_backends: bool, onednn: bool | None, seed: int = 0,
 ) -> KernelRates:
-    """:func:`helpers.bench.flops.kernel_rates` on the study model and ``inception``, their op profiles, and (if
+    """:func:`helpers.bench.flops.kernel_rates` on the study model, ``inception`` and (unless ``paper_batch`` is 0)
+    an untrained InceptionV3 at the paper's :data:`PAPER_INCEPTION_SIZE` px, their op profiles, and (if
     ``compare_backends``) the rates with the other oneDNN setting in a child process (its failure is reported)."""
     if not isinstance(compare_backends, bool):
         raise TypeError(f"compare_backends: expected True or False, got {compare_backends!r}")
-    kernel = kernel_rates(batch=inception_batch, small_batch=ATTACK_BATCH, repeats=repeats, inception=inception, small=model)
+    paper_batch = check_int("paper_batch", paper_batch, minimum=0)
+    paper = None
+    if paper_batch:
+        from helpers.training.models import build_model
+
+        paper = build_model("inception_v3", input_shape=(PAPER_INCEPTION_SIZE, PAPER_INCEPTION_SIZE, 3), num_classes=3)
+    kernel = kernel_rates(batch=inception_batch, small_batch=ATTACK_BATCH, repeats=repeats, inception=inception, small=model,
+                          paper_inception=paper, paper_batch=paper_batch or 1)
     rows = op_profile_rows([("inception_v3", inception, inception_batch), (study_arch, model, ATTACK_BATCH)], seed=seed)
     other = None
     if compare_backends:
@@ -155,7 +188,7 @@ def kernel_measurements(
             )
         except Exception as error:  # noqa: BLE001 - reported, not hidden
             other = {"error": str(error)[:200]}
-    return KernelRates(study_arch, inception_size, inception_batch, kernel, rows, other,
+    return KernelRates(study_arch, inception_size, inception_batch, paper_batch, kernel, rows, other,
                        attack_step_flops(inception), attack_step_flops(model))
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 # The chapter imports every section from here.
+from helpers.bench.bfloat16_runs import Bfloat16Mode, bfloat16_mode  # noqa: F401
 from helpers.bench.engine_runs import (  # noqa: F401
     ATTACK_BATCH,
     BLUR_SIGMA,
@@ -92,7 +93,8 @@ def goal_rows(
         goal_row("vs Foolbox, run to the same success (×)", _rounds(fool, "success_seconds", "engine_seconds"), at_least=6),
         goal_row("vs ART at equal steps (×)", _rounds(art, "equal_seconds", "engine_equal_seconds"), at_least=3),
         goal_row("vs Foolbox at equal steps (×)", _rounds(fool, "equal_seconds", "engine_equal_seconds"), at_least=3),
-        goal_row("InceptionV3 step, % of tf.matmul GFLOP/s", [100 * v for v in kernels.share_rounds()], at_least=60),
+        goal_row(f"InceptionV3 step at {kernels.goal_size} px, % of tf.matmul GFLOP/s", [100 * v for v in kernels.share_rounds()],
+                 at_least=60),
         goal_row("Gaussian layer, extra % per training step",
                  [100 * (r - 1) for r in paired_ratios(per_step["layer gaussian:1.5"], per_step["none"])], at_most=5),
         goal_row("median 3×3 layer, extra % per training step",
@@ -223,7 +225,7 @@ def benchmark_document(
     *, profile: str, machine: Mapping[str, Any], versions: Mapping[str, str | None], engine: EngineRun,
     seed_loop: SeedLoopRun, libraries: LibraryComparison, throughput: Throughput, kernels: KernelRates,
     filters: FilterCosts, slider: SliderAssets, run_log: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, Any]],
-    peers: PeerComparison | None = None,
+    peers: PeerComparison | None = None, bfloat16: Bfloat16Mode | None = None,
 ) -> dict[str, Any]:
     """Everything the chapter measured, for :data:`helpers.studies.results.BENCHMARK` (the load average read now)."""
     return {
@@ -232,6 +234,7 @@ def benchmark_document(
         "engine_equal_budget": libraries.record_budget(), "batch_throughput": throughput.record(), "xla": throughput.xla,
         "gflops": kernels.record(), "training_filters": filters.record(), "live_slider": slider.record(), "run_log": [dict(r) for r in run_log],
         "peers": peers.record() if peers is not None else None, "goals": [dict(g) for g in goals],
+        "bfloat16": bfloat16.record() if bfloat16 is not None else None,
         "load_average_end": load_average(),
     }
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from helpers.core.validate import check_int
 from helpers.training.train import onednn_enabled
 
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def machine_info() -> dict[str, Any]:
