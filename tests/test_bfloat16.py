@@ -64,7 +64,7 @@ def test_the_chapter_section_times_both_modes_and_judges_bfloat16s_adversarials_
         assert 0.9 < attack.l2_ratio[0] < 1.1 and attack.l2_ratio[1] <= attack.l2_ratio[0] <= attack.l2_ratio[2]
     glued = mode.glued()
     assert glued["bf16_kept_sentence"].startswith("An attack stops as soon as the bfloat16 copy predicts the target")
-    assert list(mode.quality_table().data.columns)[:4] == ["attack", "reached % f32", "reached % bf16", "bf16's reach it on f32 %"]
+    assert list(mode.quality_table().data.columns)[:4] == ["attack", "reached % (f32 / bf16)", "bf16's reach it on f32 %", "median ‖δ‖₂ (f32 / bf16)"]
     assert mode.record()["attacks"]["ddn"]["l2_ratio"] == list(mode.attacks["ddn"].l2_ratio)
     mode.attacks["ddn"].kept_on_float32 = 0.9
     assert "90.0 % of DDN's" in mode.glued()["bf16_kept_sentence"] and "checked, or finished, in float32" in mode.glued()["bf16_kept_sentence"]

@@ -81,14 +81,13 @@ class Bfloat16Mode:
     def quality_table(self) -> Styler:
         """Per attack: targets reached in each mode, the bfloat16 run's adversarials judged by the float32 model, and
         ‖δ‖₂ (medians, and the per-digit ratio bfloat16 / float32 with its 10th and 90th percentiles)."""
-        rows = [{"attack": self.labels[name], "reached % f32": 100 * a.success["float32"],
-                 "reached % bf16": 100 * a.success["bfloat16"], "bf16's reach it on f32 %": 100 * a.kept_on_float32,
-                 "median ‖δ‖₂ f32": a.median_l2["float32"], "median ‖δ‖₂ bf16": a.median_l2["bfloat16"],
+        rows = [{"attack": self.labels[name],
+                 "reached % (f32 / bf16)": f"{100 * a.success['float32']:.1f} / {100 * a.success['bfloat16']:.1f}",
+                 "bf16's reach it on f32 %": 100 * a.kept_on_float32,
+                 "median ‖δ‖₂ (f32 / bf16)": f"{a.median_l2['float32']:.4f} / {a.median_l2['bfloat16']:.4f}",
                  "‖δ‖₂ bf16 / f32": a.l2_ratio[0], "10th–90th pct": f"{a.l2_ratio[1]:.4f}–{a.l2_ratio[2]:.4f}"}
                 for name, a in self.attacks.items()]
-        percent = {c: "{:.1f}" for c in ("reached % f32", "reached % bf16", "bf16's reach it on f32 %")}
-        return pd.DataFrame(rows).style.format(percent | {"median ‖δ‖₂ f32": "{:.4f}", "median ‖δ‖₂ bf16": "{:.4f}",
-                                                          "‖δ‖₂ bf16 / f32": "{:.4f}"}).hide(axis="index")
+        return pd.DataFrame(rows).style.format({"bf16's reach it on f32 %": "{:.1f}", "‖δ‖₂ bf16 / f32": "{:.4f}"}).hide(axis="index")
 
     def glued(self) -> dict[str, Any]:
         speed = {name: median(r) for name, r in self.speedups().items()}
