@@ -69,6 +69,7 @@ class EngineRun:
     ceiling_steps: int = 0  # forward+backward passes per round: as many image-steps as the engine computes
     contention: dict[str, float] = field(default_factory=dict)  # what shared the machine while both were timed
     retraced: list[float] = field(default_factory=list)  # median seconds of each fresh trace (:func:`retraced_seconds`)
+    replay_seconds: list[float] = field(default_factory=list)  # the engine's passes at its own batch widths, alongside
 
     @property
     def n(self) -> int:
@@ -86,7 +87,7 @@ class EngineRun:
             "needed": stats.needed, "efficiency": stats.efficiency, "seconds": self.seconds, "images_per_s": self.images_per_s,
             "steps_per_s": stats.evaluations / median(self.seconds), "stopping_rule_evaluations": self.costs,
             "ceiling_seconds": self.ceiling_seconds, "ceiling_batch": self.ceiling_batch, "ceiling_steps": self.ceiling_steps,
-            "contention": self.contention, "retraced_seconds": self.retraced,
+            "contention": self.contention, "retraced_seconds": self.retraced, "replay_seconds": self.replay_seconds,
         }
 
     def glued(self) -> dict[str, Any]:
@@ -137,10 +138,13 @@ class EngineRun:
 def _ceiling_glued(engine: EngineRun) -> dict[str, Any]:
     ceiling = engine_ceiling(engine)
     shared = engine.contention_sentence()
+    nan = float("nan")
     if ceiling is None:
-        return {"ceiling_sps": float("nan"), "ceiling_share": float("nan"), "ceiling_batch": 0, "engine_contention": shared}
+        return {"ceiling_sps": nan, "ceiling_share": nan, "ceiling_batch": 0, "engine_contention": shared,
+                "replay_share": nan, "mean_width": nan}
     return {"ceiling_sps": ceiling["ceiling"], "ceiling_share": ceiling["share"], "ceiling_batch": ceiling["batch"],
-            "engine_contention": shared}
+            "engine_contention": shared, "replay_share": median(engine_replay_rounds(engine)) if engine.replay_seconds else nan,
+            "mean_width": ceiling["mean_width"]}
 
 
 ENGINE_RETRACES = 3  # fresh traces of the engine timed after its rounds
@@ -154,19 +158,22 @@ def engine_run(
     anew ``retraces`` times (:func:`retraced_seconds`; 0: not); the stopping-rule costs of the steps it took."""
     attack_args = {"step": step, "max_steps": max_steps, "batch_size": ATTACK_BATCH, "progress": False}
     result, stats = run_engine(model, images, targets, **attack_args)
-    # The engine's ceiling: the model's compiled forward+backward at the engine's full working batch, doing as many
-    # image-steps as the engine computed, timed in the same rounds (so a change in load hits both alike).
+    # Two ceilings, timed in the same rounds (so a change in load hits all alike): the model's compiled forward+backward
+    # at the engine's full working batch, doing as many image-steps as the engine computed; and the same passes at the
+    # batch widths the engine ran, step by step (what an engine that did nothing but its passes would take).
     width = max(stats.widths)
     passes = max(1, round(stats.evaluations / width))
     full_step = gradient_step(model)
     x, t = tf.constant(images[:width]), tf.constant(targets[:width].astype(np.int32))
+    replay = [(x[:w], t[:w]) for w in stats.widths]
     before = cpu_snapshot()
     times = interleaved_times({"engine": lambda: targeted_attack(model, images, targets, **attack_args),
-                               "ceiling": lambda: [full_step(x, t) for _ in range(passes)]}, repeats=repeats)
+                               "ceiling": lambda: [full_step(x, t) for _ in range(passes)],
+                               "replay": lambda: [full_step(a, b) for a, b in replay]}, repeats=repeats)
     shared = contention(before, cpu_snapshot())
     costs = early_stopping_costs(result.steps, batch_size=ATTACK_BATCH, max_steps=max_steps)
     run = EngineRun(images, targets, attack_args, result, stats, times["engine"], costs, max_steps, times["ceiling"], width,
-                    passes, shared)
+                    passes, shared, replay_seconds=times["replay"])
     if retraces:
         run.retraced = retraced_seconds(run, model, traces=retraces, repeats=repeats)
     return run
@@ -243,6 +250,12 @@ def engine_share_rounds(engine: EngineRun) -> list[float]:
     return [100 * work * r for r in paired_ratios(engine.ceiling_seconds, engine.seconds)]
 
 
+def engine_replay_rounds(engine: EngineRun) -> list[float]:
+    """The engine's speed as a share (%) of its own passes replayed alone at the batch widths it ran, round by round:
+    what its bookkeeping (judging, moving, refilling and compacting the batch) costs on top of the model."""
+    return [100 * r for r in paired_ratios(engine.replay_seconds, engine.seconds)]
+
+
 def retraced_seconds(engine: EngineRun, model: keras.Model, *, traces: int, repeats: int) -> list[float]:
     """The engine on the chapter's workload traced anew ``traces`` times in this process: the median seconds of
     ``repeats`` calls of each trace. The same graph, built again, does not always run at the same speed; this shows
@@ -267,7 +280,11 @@ def retrace_sentence(seconds: list[float], *, timed: float) -> str:
             f"(the timed rounds above: {timed:.2f} s); the slowest trace is {max(seconds) / min(seconds):.2f}× the fastest")
 
 
-ENGINE_CEILING_GOAL = 85  # % of the study model's forward+backward rate that a full attack should reach
+# % of the speed of its own forward+backward passes (at the batch widths it ran) that the engine should reach. Until
+# this version the goal was 85 % of the passes at a full batch; that ceiling also charges the engine for the tail of
+# small batches that any engine stopping each image pays (on the chapter's 96 digits, 38 % of the passes), so it moved
+# with the workload rather than with the engine (see engine_replay_rounds).
+ENGINE_CEILING_GOAL = 90
 
 
 def engine_ceiling(engine: EngineRun) -> dict[str, float] | None:
