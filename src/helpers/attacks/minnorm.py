@@ -15,9 +15,11 @@ mislead; with 100–300 steps both reach similar norms on small models (Pintor e
 ``DDNAttack`` implements the same rule, so the two can be compared on the same images (tests/test_minnorm.py).
 Like Foolbox we skip DDN's optional quantisation to 256 levels; unlike Foolbox we also judge the last iterate.
 
-Engine: the whole budget of steps runs inside one compiled ``tf.function`` per model and mode (kept by
-:func:`helpers.core.engine.compiled`); Python only cuts the images into batches. A zero gradient is replaced by
-seeded Gaussian noise (as Foolbox does), so the result is deterministic for a given ``seed``.
+Engine: the steps run inside one compiled ``tf.function`` per model and mode (kept by
+:func:`helpers.core.engine.compiled`), the whole budget in one call; Python only cuts the images into batches. With
+early stopping (``stop_patience``) each call runs that many steps, and Python drops the images that have converged
+before the next. A zero gradient is replaced by seeded Gaussian noise (as Foolbox does), so the result is
+deterministic for a given ``seed``.
 """
 
 from __future__ import annotations
