@@ -699,7 +699,7 @@ def test_throughput_sentences_and_figure():
     assert glued["batch_sentences"] == ("small_cnn's step rate peaks at a batch of 16 and falls at larger batches, whose "
                                         "activations no longer fit in the CPU's caches; inception_v3 was timed at one batch "
                                         "size only (4)")
-    assert glued["xla_sentence"] == "XLA (`jit_compile=True`) was not compared in this profile"
+    assert glued["xla_sentence"] == "XLA (jit_compile=True) was not compared in this profile"
     throughput.xla = {"xla_over_graph": 2.0}
     assert "2.0× the time" in throughput.glued()["xla_sentence"]
     assert len(throughput.figure().axes) == 2

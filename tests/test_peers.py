@@ -91,7 +91,7 @@ def test_the_stopping_sentence_gives_the_passes_saved_and_the_images_that_paid_f
     run.passes, run.worse_share = 5_050, 0.19
     sentence = peers.PeerComparison({"ddn": run}).glued()["ddn_peer_stopping"]
     # 100 images × 100 steps, each image judged once more at the end: 10 100 passes for the full budget.
-    assert "5,050 forward and backward passes, 50 % of the 10,100" in sentence and "On 19 % of the images" in sentence
+    assert "5,050 forward and backward passes, 50 % of the 10,100" in sentence and "on 19 % of the images" in sentence
     assert peers.PeerComparison({"ddn": _run(same=True, theirs_s=7.0)}).glued()["ddn_peer_stopping"] == ""
 
 

@@ -126,7 +126,7 @@ class KernelRates:
         if top is None:
             return "its profile is empty"
         memory = " (the gradient of max-pooling, which moves memory and does no arithmetic)" if top["op"].endswith("MaxPoolGrad") else ""
-        return f"its largest share of op time, {top['share of op time %']:.0f} %, went to `{top['op']}`" + memory
+        return f"its largest share of op time, {top['share of op time %']:.0f} %, went to {top['op']}" + memory
 
     def _onednn_sentence(self) -> str:
         if self.other and "gflops" in self.other:
@@ -134,7 +134,7 @@ class KernelRates:
             return (
                 f"A child process with oneDNN {'on' if self.other['onednn'] else 'off'} ran the InceptionV3 step at "
                 f"{other['inception_v3']:.1f} GFLOP/s, {other['inception_v3'] / self.kernel['gflops']['inception_v3']:.2f}× this "
-                f"process's rate and {100 * other['inception_v3'] / other['matmul']:.0f} % of its own `tf.matmul` rate "
+                f"process's rate and {100 * other['inception_v3'] / other['matmul']:.0f} % of its own tf.matmul rate "
                 f"({other['matmul']:.1f} GFLOP/s)")
         if self.other:
             return f"The child process with the other oneDNN setting failed: {self.other['error']}"

@@ -178,12 +178,12 @@ class Throughput:
 
     def glued(self) -> dict[str, str]:
         if self.xla is None:
-            xla = "XLA (`jit_compile=True`) was not compared in this profile"
+            xla = "XLA (jit_compile=True) was not compared in this profile"
         else:
             factor = self.xla["xla_over_graph"]
-            xla = (f"With XLA (`jit_compile=True`) the same step took {factor:.1f}× the time of TensorFlow's graph "
+            xla = (f"With XLA (jit_compile=True) the same step took {factor:.1f}× the time of TensorFlow's graph "
                    "kernels on this CPU, so the engine does not use it" if factor > 1 else
-                   f"With XLA (`jit_compile=True`) the same step took {factor:.2f}× the time of TensorFlow's graph kernels: "
+                   f"With XLA (jit_compile=True) the same step took {factor:.2f}× the time of TensorFlow's graph kernels: "
                    "XLA would pay on this machine")
         return {"batch_sentences": "; ".join(_batch_sentence(a, r) for a, r in self.rates.items()), "xla_sentence": xla}
 

@@ -285,10 +285,10 @@ def _stopping_sentence(run: PeerRun) -> str:
     if run.status != "ok" or run.passes is None:
         return ""
     full = run.image_steps + run.n  # every image judged at each of its steps and once more at the end
-    return (f"Ours stopped each image once it had converged: it made {run.passes:,} forward and backward passes, "
-            f"{100 * run.passes / full:.0f} % of the {full:,} that Foolbox's made. On "
-            f"{100 * run.worse_share:.0f} % of the images its ‖δ‖₂ was more than {100 * MEDIAN_TOLERANCE:.0f} % above "
-            "Foolbox's: stopping early costs some images a little, and the median, which the goal compares, hardly moves.")
+    return (f"Here it made {run.passes:,} forward and backward passes, {100 * run.passes / full:.0f} % of the {full:,} that "
+            f"Foolbox's made; on {100 * run.worse_share:.0f} % of the images its ‖δ‖₂ ended more than "
+            f"{100 * MEDIAN_TOLERANCE:.0f} % above Foolbox's: stopping early costs some images a little, while the median, "
+            "which the goal compares, hardly moves.")
 
 
 def _peer_note(run: PeerRun) -> str:
