@@ -5,7 +5,6 @@ import dataclasses
 import json
 import math
 import time
-import types
 from pathlib import Path
 
 import keras
@@ -178,37 +177,6 @@ def test_interleaved_times_alternate_the_contenders_after_an_untimed_warmup():
         timing.interleaved_times({"a": 3}, repeats=1)
     with pytest.raises(ValueError, match="contenders"):
         timing.interleaved_times({}, repeats=1)
-
-
-def test_interleaved_times_keep_warming_up_until_the_settle_period_has_passed(monkeypatch):
-    clock = iter(float(t) for t in range(1000))  # every reading of the clock is one second later
-    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
-    calls = []
-    timing.interleaved_times({"a": lambda: calls.append("a")}, repeats=2, warmup=1, settle_seconds=4.5)
-    # Warm-up rounds while fewer than 4.5 s have passed (the clock is read once per check): 5, then 2 timed rounds.
-    assert calls.count("a") == 5 + 2
-    calls.clear()
-    timing.interleaved_times({"a": lambda: calls.append("a")}, repeats=2, warmup=3, settle_seconds=0.0)
-    assert calls.count("a") == 3 + 2
-    with pytest.raises(ValueError, match="settle_seconds"):
-        timing.interleaved_times({"a": lambda: None}, repeats=1, settle_seconds=-1.0)
-
-
-def test_interleaved_times_average_a_contenders_calls_within_a_round(monkeypatch):
-    clock = iter(float(t) for t in range(1000))
-    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
-    calls = []
-    times = timing.interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2,
-                                     warmup=0, calls={"a": 3})
-    assert calls == ["a"] * 3 + ["b"] + ["a"] * 3 + ["b"]
-    # The clock is read before and after a contender's calls in a round: 1 s for three calls of "a", one of "b".
-    assert times == {"a": [pytest.approx(1 / 3)] * 2, "b": [1.0, 1.0]}
-    assert timing.calls_per_round(["a"], repeats=5) == {"a": timing.CALLS_PER_ROUND}
-    assert timing.calls_per_round(["a"], repeats=1) == {"a": 1}
-    with pytest.raises(ValueError, match="calls"):
-        timing.interleaved_times({"a": lambda: None}, repeats=1, calls={"b": 2})
-    with pytest.raises(ValueError, match="calls"):
-        timing.interleaved_times({"a": lambda: None}, repeats=1, calls={"a": 0})
 
 
 def test_timed_call_returns_the_value_materialised():

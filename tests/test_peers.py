@@ -19,8 +19,7 @@ def workload(trained, correct_subset):
 @pytest.mark.skipif(VERSIONS["foolbox"] is None, reason="Foolbox is not installed (requirements-bench.txt)")
 def test_ddn_matches_foolbox_in_quality_and_is_timed(workload):
     model, images, labels, targets = workload
-    run = peers.ddn_against_foolbox(model, images, labels, targets, steps=30, version=VERSIONS["foolbox"], repeats=2,
-                                   settle_seconds=0.0)
+    run = peers.ddn_against_foolbox(model, images, labels, targets, steps=30, version=VERSIONS["foolbox"], repeats=2)
     assert run.status == "ok" and run.n == N_IMAGES and run.image_steps == N_IMAGES * 30
     # Same algorithm, settings, images and targets: the medians agree to float rounding along the paths.
     assert run.as_strong and run.ours[0] == pytest.approx(run.theirs[0], rel=peers.MEDIAN_TOLERANCE)
@@ -105,10 +104,3 @@ def test_bad_arguments_name_the_parameter(workload):
         peers.ddn_against_foolbox(model, images, labels, targets[:3], steps=5, version=None, repeats=1)
     with pytest.raises(ValueError, match="steps"):
         peers.ddn_against_foolbox(model, images, labels, targets, steps=0, version=None, repeats=1)
-
-
-def test_untimed_rounds_settle_only_when_there_is_an_interval_to_protect():
-    assert peers._settle(5, None) == peers.SETTLE_SECONDS > 0
-    assert peers._settle(1, None) == 0.0 and peers._settle(5, 0.0) == 0.0
-    with pytest.raises(ValueError, match="settle_seconds"):
-        peers._settle(5, -1.0)

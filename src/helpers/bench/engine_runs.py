@@ -22,15 +22,7 @@ from helpers.bench.reference_attacks import (
     early_stopping_costs,
     seed_loop_attack,
 )
-from helpers.bench.timing import (
-    calls_per_round,
-    contention,
-    cpu_snapshot,
-    interleaved_times,
-    median,
-    paired_ratios,
-    timed_call,
-)
+from helpers.bench.timing import contention, cpu_snapshot, interleaved_times, median, paired_ratios, timed_call
 from helpers.core.engine import forget_compiled
 from helpers.core.validate import check_int
 
@@ -177,8 +169,7 @@ def engine_run(
     before = cpu_snapshot()
     times = interleaved_times({"engine": lambda: targeted_attack(model, images, targets, **attack_args),
                                "ceiling": lambda: [full_step(x, t) for _ in range(passes)],
-                               "replay": lambda: [full_step(a, b) for a, b in replay]}, repeats=repeats,
-                              calls=calls_per_round(["engine", "ceiling", "replay"], repeats=repeats))
+                               "replay": lambda: [full_step(a, b) for a, b in replay]}, repeats=repeats)
     shared = contention(before, cpu_snapshot())
     costs = early_stopping_costs(result.steps, batch_size=ATTACK_BATCH, max_steps=max_steps)
     run = EngineRun(images, targets, attack_args, result, stats, times["engine"], costs, max_steps, times["ceiling"], width,
@@ -246,8 +237,7 @@ def seed_loop_run(model: keras.Model, engine: EngineRun, *, n_images: int, repea
     engine_result, engine_first = timed_call(contenders["engine"])
     times = {"seed loop": [seed_first], "engine": [engine_first]}
     if repeats > 1:
-        for key, values in interleaved_times(contenders, repeats=repeats - 1, warmup=0,
-                                             calls=calls_per_round(["engine"], repeats=repeats)).items():
+        for key, values in interleaved_times(contenders, repeats=repeats - 1, warmup=0).items():
             times[key] += values
     return SeedLoopRun(seed_result, engine_result, times["seed loop"], times["engine"])
 

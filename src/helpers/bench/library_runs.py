@@ -25,7 +25,7 @@ from helpers.bench.reference_attacks import (
     steps_for_success,
     success_rate,
 )
-from helpers.bench.timing import calls_per_round, interleaved_times, median, paired_ratios, timed_call
+from helpers.bench.timing import interleaved_times, median, paired_ratios, timed_call
 from helpers.core.validate import check_int
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def compare_library(name: str, model: keras.Model, engine: EngineRun, budget: Bu
          "engine equal": lambda: targeted_attack(model, images, targets, **budget.args),
          "equal": lambda: attack(images, targets, k_equal),
          "success": lambda: attack(images, targets, k_success)},
-        repeats=repeats, warmup=0, calls=calls_per_round(["engine", "engine equal"], repeats=repeats),
+        repeats=repeats, warmup=0,
     )
     return _library_row(times, engine.n, budget, success_rate(model, adv_equal, targets), (k_success, rate, tried))
 

@@ -13,10 +13,10 @@ A speed-up only counts if ours is at least as strong as the library's attack on 
   so that a rerun gives the same numbers.
 
 Each library run is timed once (it is also the run whose quality is judged), after ours: ours is traced by an untimed
-run, then timed ``repeats`` times after untimed rounds for :data:`SETTLE_SECONDS`. For seconds after an eager library
-run (this chapter's earlier sections run some), the same compiled calls of ours and its ceiling ran up to 1.3-1.4×
-slower, and about 8 % slower after that. The speed-up is the median over our rounds of the library's time over ours. When a library is missing or
-fails, its row says so and stays empty.
+run, then timed ``repeats`` times after one untimed round. For seconds after an eager library run, the same compiled
+calls of ours ran up to 1.3× slower, and about 8 % slower after that, so ours is not timed in the library's wake. The
+speed-up is the median over our rounds of the library's time over ours. When a library is missing or fails, its row
+says so and stays empty.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from helpers.attacks.apgd import apgd_l2
 from helpers.attacks.minnorm import ddn_l2
 from helpers.bench.flops import gradient_step
 from helpers.bench.reference_attacks import _quiet_import_and_build
-from helpers.bench.timing import calls_per_round, interleaved_times, median, paired_ratios, timed_call
+from helpers.bench.timing import interleaved_times, median, paired_ratios, timed_call
 from helpers.core.contract import l2_distances
 from helpers.core.engine import check_classifier, check_model_images, predict_logits
-from helpers.core.validate import check_float, check_int, check_labels
+from helpers.core.validate import check_int, check_labels
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -51,9 +51,6 @@ DDN_INIT_EPSILON, DDN_GAMMA = 1.0, 0.05  # ddn_l2's and Foolbox's defaults
 # profile's 96 digits before the comparison was timed: 52 steps per image instead of 100, median ‖δ‖₂ 0.2 % above the
 # full budget's; a 0.5 % tolerance took 63 steps.
 DDN_STOP_PATIENCE, DDN_STOP_TOLERANCE = 10, 0.01
-# Untimed rounds of ours before its timed rounds, for this long (seconds), when there is more than one round to time:
-# in a default build, the first two rounds after a library's eager run and one untimed round ran 1.3-1.4x slower.
-SETTLE_SECONDS = 10.0
 
 
 @dataclass
@@ -83,17 +80,9 @@ class PeerRun:
         return median(paired_ratios(self.theirs_seconds, self.ours_seconds))
 
 
-def _settle(repeats: int, settle_seconds: float | None) -> float:
-    """Seconds of untimed rounds before the timed ones: by default :data:`SETTLE_SECONDS`, none when a single round is
-    timed (it has no interval to protect)."""
-    if settle_seconds is not None:
-        return check_float("settle_seconds", settle_seconds, minimum=0.0)
-    return SETTLE_SECONDS if repeats > 1 else 0.0
-
-
 def ddn_against_foolbox(
     model: keras.Model, images: np.ndarray, labels: np.ndarray, targets: np.ndarray, *, steps: int, version: str | None,
-    repeats: int, settle_seconds: float | None = None,
+    repeats: int,
 ) -> PeerRun:
     """Targeted DDN, ours against Foolbox's ``DDNAttack``, with ``steps`` steps on the same images and targets."""
     images, labels, targets = _check(model, images, labels, targets)
@@ -133,8 +122,7 @@ def ddn_against_foolbox(
     step = gradient_step(model)
     batches = [(tf.constant(images[i : i + 256]), tf.constant(targets[i : i + 256])) for i in range(0, len(images), 256)]
     times = interleaved_times({"ours": ours, "ceiling": lambda: [step(x, t) for x, t in batches for _ in range(steps)]},
-                              repeats=repeats, warmup=1, settle_seconds=_settle(repeats, settle_seconds),
-                              calls=calls_per_round(["ours", "ceiling"], repeats=repeats))
+                              repeats=repeats, warmup=1)
     try:
         (adversarial, success), first = timed_call(theirs)
     except Exception as error:  # noqa: BLE001
@@ -153,7 +141,7 @@ def ddn_against_foolbox(
 
 def apgd_against_art(
     model: keras.Model, images: np.ndarray, labels: np.ndarray, *, budgets: list[float], steps: int, restarts: int,
-    version: str | None, repeats: int, settle_seconds: float | None = None,
+    version: str | None, repeats: int,
 ) -> PeerRun:
     """Untargeted APGD with the cross-entropy, ours against ART's ``AutoProjectedGradientDescent``: the same
     ``budgets``, ``steps`` and ``restarts`` on the same images (ART runs one budget at a time)."""
@@ -202,8 +190,7 @@ def apgd_against_art(
     except Exception as error:  # noqa: BLE001
         return _failed(run, error)
     mine = ours()
-    ours_seconds = interleaved_times({"ours": ours}, repeats=repeats, warmup=1,
-                                     settle_seconds=_settle(repeats, settle_seconds))["ours"]  # before the library's run
+    ours_seconds = interleaved_times({"ours": ours}, repeats=repeats, warmup=1)["ours"]  # before the library's run
     try:
         adversarial, first = timed_call(theirs)
     except Exception as error:  # noqa: BLE001

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from helpers.core.validate import check_float, check_int
+from helpers.core.validate import check_int
 from helpers.training.train import onednn_enabled
 
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
@@ -99,54 +99,28 @@ def contention(before: Mapping[str, float], after: Mapping[str, float]) -> dict[
 
 
 def interleaved_times(
-    contenders: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1, settle_seconds: float = 0.0,
-    calls: Mapping[str, int] | None = None,
+    contenders: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1
 ) -> dict[str, list[float]]:
-    """Wall-clock seconds of each contender, timed in ``repeats`` interleaved rounds after untimed warm-up rounds:
-    ``warmup`` of them, and more until ``settle_seconds`` have passed since the first. A contender named in ``calls``
-    is called that many times in a row in each round, and its round's value is the mean of those calls (a short call's
-    round-to-round noise shrinks with the time it is timed over).
+    """Wall-clock seconds of each contender, timed in ``repeats`` interleaved rounds after ``warmup`` untimed calls.
 
     A call's result is materialised (``.numpy()`` on tensors) before the clock stops.
     """
     repeats = check_int("repeats", repeats, minimum=1)
     warmup = check_int("warmup", warmup, minimum=0)
-    settle_seconds = check_float("settle_seconds", settle_seconds, minimum=0.0)
     if not contenders:
         raise ValueError("contenders: need at least one callable to time")
     for name, fn in contenders.items():
         if not callable(fn):
             raise TypeError(f"contenders: {name!r} is not callable")
-    calls = dict(calls or {})
-    for name, count in calls.items():
-        if name not in contenders:
-            raise ValueError(f"calls: {name!r} is not one of the contenders")
-        check_int("calls", count, minimum=1)
-    start, rounds = time.perf_counter(), 0
-    while rounds < warmup or time.perf_counter() - start < settle_seconds:
-        for fn in contenders.values():
+        for _ in range(warmup):
             materialise(fn())
-        rounds += 1
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
-            count = calls.get(name, 1)
             start = time.perf_counter()
-            for _ in range(count):
-                materialise(fn())
-            times[name].append((time.perf_counter() - start) / count)
+            materialise(fn())
+            times[name].append(time.perf_counter() - start)
     return times
-
-
-CALLS_PER_ROUND = 3  # calls of a short contender (the engine, DDN, their ceilings) timed together in each round
-
-
-def calls_per_round(names: Sequence[str], *, repeats: int) -> dict[str, int]:
-    """``calls`` for :func:`interleaved_times`: :data:`CALLS_PER_ROUND` for each of ``names`` when there is more than one
-    round (a single round has no interval to narrow), else 1. In default builds the engine's half-second calls varied
-    by up to ±25 % from round to round, a matrix product by a few per cent."""
-    count = CALLS_PER_ROUND if check_int("repeats", repeats, minimum=1) > 1 else 1
-    return {name: count for name in names}
 
 
 def timed_call(fn: Callable[[], Any]) -> tuple[Any, float]:
