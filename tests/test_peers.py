@@ -41,6 +41,19 @@ def test_apgd_against_art_judges_every_budget(workload):
     assert run.as_strong == bool(np.all(np.array(run.ours) <= np.array(run.theirs) + peers.ACCURACY_TOLERANCE + 1e-9))
 
 
+@pytest.mark.skipif(VERSIONS["foolbox"] is None or VERSIONS["art"] is None, reason="Foolbox or ART is not installed")
+def test_ours_is_timed_before_the_librarys_run(workload, monkeypatch):
+    """Not in the library's wake: for seconds after an eager library run the same compiled calls ran slower."""
+    model, images, labels, targets = workload
+    order = []
+    timed_call, interleaved_times = peers.timed_call, peers.interleaved_times
+    monkeypatch.setattr(peers, "timed_call", lambda fn: order.append("library") or timed_call(fn))
+    monkeypatch.setattr(peers, "interleaved_times", lambda *a, **k: order.append("ours") or interleaved_times(*a, **k))
+    peers.ddn_against_foolbox(model, images, labels, targets, steps=5, version=VERSIONS["foolbox"], repeats=1)
+    peers.apgd_against_art(model, images, labels, budgets=[1.0], steps=5, restarts=1, version=VERSIONS["art"], repeats=1)
+    assert order == ["ours", "library"] * 2
+
+
 def test_a_missing_library_runs_nothing(workload):
     model, images, labels, targets = workload
     run = peers.ddn_against_foolbox(model, images, labels, targets, steps=5, version=None, repeats=1)
