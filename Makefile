@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: test unit lint book notebooks notebook bench clean help widget-assets lab
+.PHONY: test test-paper unit lint book notebooks notebook bench clean help widget-assets lab
 
 help:
 	@echo "make book [PROFILE=quick|default|paper]  run the notebooks with papermill and build the book"
 	@echo "make test                                 lint, unit tests, quick-profile notebooks + book build, browser test"
+	@echo "make test-paper                           the paper profile's every chapter on a tiny folder (CI runs it too)"
 	@echo "make unit                                 lint + the fast unit tests (no notebooks, browser or slow tests)"
 	@echo "make lab [PROFILE=quick|default]          open the chapters in JupyterLab (the profile of the last make book)"
 	@echo "make notebook NB=02_gaussian PROFILE=...  rerun one notebook (then make book to rebuild)"
@@ -86,7 +87,12 @@ unit: lint
 	$(PYTEST) -m "not notebooks and not browser and not slow"
 
 test: lint widget-assets $(BENCH_STAMP)
-	$(PYTEST)
+	$(PYTEST) -m "not paper"
+
+# The paper profile end to end on a tiny ImageNet-style folder: every chapter once more (about 2.5 min), so not in the
+# inner loop of make test; .ci/run runs both.
+test-paper: $(BENCH_STAMP)
+	$(BIN)/pytest -m paper
 
 clean:
 	rm -rf data/models data/results data/cache data/live-slider book/_build book/executed artifacts $(ASSETS)/ipywidgets $(ASSETS)/mathjax \

@@ -139,6 +139,7 @@ def test_run_book_stops_before_any_notebook_when_a_weight_file_is_missing(tmp_pa
 
 
 @pytest.mark.notebooks
+@pytest.mark.paper
 def test_paper_profile_runs_every_chapter_on_a_tiny_folder(tmp_path):
     folder = image_folder(tmp_path / "images")
     stand_in_weights(tmp_path / "keras", SMALL["arch_list"])

@@ -22,7 +22,15 @@ from helpers.bench.reference_attacks import (
     early_stopping_costs,
     seed_loop_attack,
 )
-from helpers.bench.timing import contention, cpu_snapshot, interleaved_times, median, paired_ratios, timed_call
+from helpers.bench.timing import (
+    SHORT_ROUNDS,
+    contention,
+    cpu_snapshot,
+    interleaved_times,
+    median,
+    paired_ratios,
+    timed_call,
+)
 from helpers.core.engine import forget_compiled
 from helpers.core.validate import check_int
 
@@ -154,8 +162,8 @@ def engine_run(
     model: keras.Model, images: np.ndarray, targets: np.ndarray, *, step: float, max_steps: int, repeats: int,
     retraces: int = ENGINE_RETRACES,
 ) -> EngineRun:
-    """The engine on ``images`` once with its statistics, then timed ``repeats`` times beside its ceiling, then traced
-    anew ``retraces`` times (:func:`retraced_seconds`; 0: not); the stopping-rule costs of the steps it took."""
+    """The engine on ``images`` once with its statistics, then timed in :data:`SHORT_ROUNDS` × ``repeats`` rounds beside
+    its ceilings, then traced anew ``retraces`` times (:func:`retraced_seconds`; 0: not); the stopping-rule costs of the steps it took."""
     attack_args = {"step": step, "max_steps": max_steps, "batch_size": ATTACK_BATCH, "progress": False}
     result, stats = run_engine(model, images, targets, **attack_args)
     # Two ceilings, timed in the same rounds (so a change in load hits all alike): the model's compiled forward+backward
@@ -169,7 +177,7 @@ def engine_run(
     before = cpu_snapshot()
     times = interleaved_times({"engine": lambda: targeted_attack(model, images, targets, **attack_args),
                                "ceiling": lambda: [full_step(x, t) for _ in range(passes)],
-                               "replay": lambda: [full_step(a, b) for a, b in replay]}, repeats=repeats)
+                               "replay": lambda: [full_step(a, b) for a, b in replay]}, repeats=SHORT_ROUNDS * repeats)
     shared = contention(before, cpu_snapshot())
     costs = early_stopping_costs(result.steps, batch_size=ATTACK_BATCH, max_steps=max_steps)
     run = EngineRun(images, targets, attack_args, result, stats, times["engine"], costs, max_steps, times["ceiling"], width,

@@ -13,7 +13,8 @@ A speed-up only counts if ours is at least as strong as the library's attack on 
   so that a rerun gives the same numbers.
 
 Each library run is timed once (it is also the run whose quality is judged), after ours: ours is traced by an untimed
-run, then timed ``repeats`` times after one untimed round. For seconds after an eager library run, the same compiled
+run, then timed after one untimed round, in ``repeats`` rounds (DDN's second-long runs:
+:data:`~helpers.bench.timing.SHORT_ROUNDS` × ``repeats``). For seconds after an eager library run, the same compiled
 calls of ours ran up to 1.3× slower, and about 8 % slower after that, so ours is not timed in the library's wake. The
 speed-up is the median over our rounds of the library's time over ours. When a library is missing or fails, its row
 says so and stays empty.
@@ -35,7 +36,7 @@ from helpers.attacks.apgd import apgd_l2
 from helpers.attacks.minnorm import ddn_l2
 from helpers.bench.flops import gradient_step
 from helpers.bench.reference_attacks import _quiet_import_and_build
-from helpers.bench.timing import interleaved_times, median, paired_ratios, timed_call
+from helpers.bench.timing import SHORT_ROUNDS, interleaved_times, median, paired_ratios, timed_call
 from helpers.core.contract import l2_distances
 from helpers.core.engine import check_classifier, check_model_images, predict_logits
 from helpers.core.validate import check_int, check_labels
@@ -122,7 +123,7 @@ def ddn_against_foolbox(
     step = gradient_step(model)
     batches = [(tf.constant(images[i : i + 256]), tf.constant(targets[i : i + 256])) for i in range(0, len(images), 256)]
     times = interleaved_times({"ours": ours, "ceiling": lambda: [step(x, t) for x, t in batches for _ in range(steps)]},
-                              repeats=repeats, warmup=1)
+                              repeats=SHORT_ROUNDS * repeats, warmup=1)
     try:
         (adversarial, success), first = timed_call(theirs)
     except Exception as error:  # noqa: BLE001

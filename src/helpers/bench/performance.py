@@ -61,7 +61,7 @@ from helpers.bench.library_runs import (  # noqa: F401
     library_comparison,
 )
 from helpers.bench.peers import PEER_GOAL, PeerComparison
-from helpers.bench.timing import goal_row, load_average, median, paired_ratios, with_previous  # noqa: F401
+from helpers.bench.timing import SHORT_ROUNDS, goal_row, load_average, median, paired_ratios, with_previous  # noqa: F401
 from helpers.book.runlog import run_log_table
 from helpers.studies.results import BENCHMARK
 

@@ -161,6 +161,10 @@ def paired_ratios(numerator: Sequence[float], denominator: Sequence[float]) -> l
 
 
 MEDIAN_COVERAGE = 0.9  # the goals' intervals: at least this coverage for the median of the rounds
+# Contenders that take about a second (the engine, DDN and their ceilings, the kernels) run SHORT_ROUNDS × repeats rounds.
+# Their rounds vary by up to ±25 % within one run; with 5 rounds the interval of the median is the smallest and largest,
+# with 15 it drops the three most extreme rounds on each side (and still covers the median with 96 % probability).
+SHORT_ROUNDS = 3
 
 
 def median_interval(values: Sequence[float], *, coverage: float = MEDIAN_COVERAGE) -> tuple[float, float, float]:
