@@ -98,7 +98,11 @@ def test_a_miss_is_explained_by_the_models_own_rate():
     # Ours 1 s; the full budget's 10 000 forward+backward passes alone 0.5 s; the library's 3 s is 6× the passes alone.
     assert rounds == [3.0, 3.0] and as_strong is True
     assert note.startswith("ours took 1.00 s; the full budget's 10000 forward+backward passes alone took 0.50 s")
-    assert "6.0× faster than the library" in note
+    assert "6.0× faster than the library" in note and "passes, ours made" not in note  # passes unknown: no bound
+    # With the passes ours made: a sixth of the library's 3 s is 0.5 s, time for the 10 000 passes at 0.05 ms each.
+    run.passes = 5000
+    note = peers.PeerComparison({"ddn": run}).goal_rows()[0][3]
+    assert note.endswith("; 6× its speed leaves time for 10000 such passes, ours made 5000")
 
 
 def test_the_stopping_sentence_gives_the_passes_saved_and_the_images_that_paid_for_it():

@@ -307,6 +307,11 @@ def _peer_note(run: PeerRun) -> str:
         return f"ours is weaker: ours {_quality_text(run.ours, run.quality)}, theirs {_quality_text(run.theirs, run.quality)}"
     if not run.ceiling_seconds:
         return ""
-    ceiling = median(run.ceiling_seconds)
-    return (f"ours took {median(run.ours_seconds):.2f} s; the full budget's {run.image_steps} forward+backward passes alone "
-            f"took {ceiling:.2f} s (timed alongside), {median(run.theirs_seconds) / ceiling:.1f}× faster than the library")
+    ceiling, theirs = median(run.ceiling_seconds), median(run.theirs_seconds)
+    note = (f"ours took {median(run.ours_seconds):.2f} s; the full budget's {run.image_steps} forward+backward passes alone "
+            f"took {ceiling:.2f} s (timed alongside), {theirs / ceiling:.1f}× faster than the library")
+    if run.passes is None:
+        return note
+    # At the speed of the passes alone, PEER_GOAL times the library's speed leaves time for this many passes.
+    allowed = theirs / PEER_GOAL / (ceiling / run.image_steps)
+    return note + f"; {PEER_GOAL}× its speed leaves time for {allowed:.0f} such passes, ours made {run.passes}"
