@@ -163,7 +163,8 @@ def engine_run(
     retraces: int = ENGINE_RETRACES,
 ) -> EngineRun:
     """The engine on ``images`` once with its statistics, then timed in :data:`SHORT_ROUNDS` × ``repeats`` rounds beside
-    its ceilings, then traced anew ``retraces`` times (:func:`retraced_seconds`; 0: not); the stopping-rule costs of the steps it took."""
+    its ceilings, then traced anew ``retraces`` times (:func:`retraced_seconds`; 0: not); the stopping-rule costs of
+    the steps it took."""
     attack_args = {"step": step, "max_steps": max_steps, "batch_size": ATTACK_BATCH, "progress": False}
     result, stats = run_engine(model, images, targets, **attack_args)
     # Two ceilings, timed in the same rounds (so a change in load hits all alike): the model's compiled forward+backward
