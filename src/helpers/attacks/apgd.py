@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from helpers.core.contract import RobustnessResult, l2_distances, l2_norms, normalise, project_l2
 from helpers.core.engine import check_budgets, check_classifier, check_model_images, compiled, loop_body, predict_logits
+from helpers.core.first_conv import attack_logits
 from helpers.core.validate import check_choice, check_int, check_labels
 
 LOSSES = ("cross_entropy", "dlr")
@@ -181,7 +182,7 @@ def _loss_and_gradient(model: keras.Model, loss: str):
     def evaluate(xa, ya):
         with tf.GradientTape() as tape:
             tape.watch(xa)
-            logits = model(xa, training=False)
+            logits = attack_logits(model, xa)
             value = _loss(logits, ya, loss)
         return logits, value, tape.gradient(value, xa)
 

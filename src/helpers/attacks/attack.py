@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from helpers.core.contract import l2_distances, l2_norms, normalise
 from helpers.core.engine import check_classifier, check_model_images, compiled, loop_body
+from helpers.core.first_conv import attack_logits
 from helpers.core.validate import check_choice, check_float, check_int, check_labels
 
 OBJECTIVES = ("cross_entropy", "target_probability")
@@ -186,7 +187,7 @@ def loss_and_gradient(model: keras.Model, x: tf.Tensor, t: tf.Tensor, objective:
     """Logits at ``x`` and the per-example gradient of the attack loss (to be *descended*)."""
     with tf.GradientTape() as tape:
         tape.watch(x)
-        logits = model(x, training=False)
+        logits = attack_logits(model, x)
         if objective == "cross_entropy":
             loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=t, logits=logits)
         else:

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from helpers.core.contract import l2_distances, l2_norms
 from helpers.core.engine import check_classifier, check_model_images, compiled, loop_body
+from helpers.core.first_conv import attack_logits
 from helpers.core.validate import check_choice, check_float, check_int, check_labels
 
 LOSSES = ("cross_entropy", "logit_margin")
@@ -163,7 +164,7 @@ def _build_ddn(model: keras.Model, *, targeted: bool, loss: str):
     def logits_and_gradient(x, aims):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            logits = model(x, training=False)
+            logits = attack_logits(model, x)
             objective = _objective(logits, aims, targeted=targeted, loss=loss)
         return logits, tape.gradient(objective, x)
 

@@ -44,17 +44,16 @@ def forward_flops(model: keras.Model, *, dense: bool = True) -> int:
     normalisation, activations, pooling and concatenation only move memory and are not counted."""
     check_classifier(model)
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D) + ((keras.layers.Dense,) if dense else ())
-    total = 0
-    for layer in _leaf_layers(model):
-        if isinstance(layer, kinds):
-            kernel = layer.kernel.shape
-            positions = math.prod(int(d) for d in layer.output.shape[1:-1])
-            if isinstance(layer, keras.layers.DepthwiseConv2D):
-                macs = positions * int(layer.output.shape[-1]) * int(kernel[0]) * int(kernel[1])
-            else:
-                macs = positions * math.prod(int(d) for d in kernel)
-            total += 2 * macs
-    return total
+    return sum(layer_flops(layer) for layer in _leaf_layers(model) if isinstance(layer, kinds))
+
+
+def layer_flops(layer: keras.layers.Layer) -> int:
+    """Floating-point operations of one example through a Conv2D, DepthwiseConv2D or Dense layer."""
+    kernel = layer.kernel.shape
+    positions = math.prod(int(d) for d in layer.output.shape[1:-1])
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return 2 * positions * int(layer.output.shape[-1]) * int(kernel[0]) * int(kernel[1])
+    return 2 * positions * math.prod(int(d) for d in kernel)
 
 
 def attack_step_flops(model: keras.Model) -> int:

@@ -20,12 +20,14 @@ from helpers.bench.flops import (
     gradient_step,
     kernel_rates,
     kernel_rates_in_child,
+    layer_flops,
     op_time_profile,
     random_batch,
 )
 from helpers.bench.timing import median, paired_ratios
 from helpers.book.browser_slider import FirstRender, PageAssets, first_render_seconds, page_assets, slider_cell_html
 from helpers.core import paths
+from helpers.core.first_conv import replaced_convolution
 from helpers.core.validate import check_int
 from helpers.defences.filters import Defence
 
@@ -144,18 +146,22 @@ class KernelRates:
 def op_profile_rows(models: Sequence[tuple[str, keras.Model, int]], *, seed: int = 0, top: int = 6) -> list[dict[str, Any]]:
     """For each (name, model, batch), the ``top`` op types of its compiled attack step by time: share of op time,
     ms per step, and for convolutions (forward and input-gradient, each doing the conv layers' arithmetic
-    once) the GFLOP/s they reached."""
+    once; the input gradient of a first convolution that :mod:`helpers.core.first_conv` computes as a matrix
+    product is not a convolution op, so its arithmetic is left out of that op's rate) the GFLOP/s they reached."""
     top = check_int("top", top, minimum=1)
     rows = []
     for arch, net, batch in models:
         conv_flops = forward_flops(net, dense=False) * batch
+        first = replaced_convolution(net)
+        gradient_flops = conv_flops - (layer_flops(first) * batch if first is not None else 0)
         f, (x, t) = gradient_step(net), random_batch(net, batch, seed=seed)
         op_seconds = op_time_profile(lambda f=f, x=x, t=t: f(x, t))
         total = sum(op_seconds.values()) or float("nan")
         for op, seconds in sorted(op_seconds.items(), key=lambda kv: -kv[1])[:top]:
             base = op.removeprefix("_MklNative").removeprefix("_Mkl").removeprefix("_Fused")
             conv = base in ("Conv2D", "Conv2DBackpropInput")
-            rate = conv_flops / seconds / 1e9 if conv and seconds > 0 else None
+            flops = gradient_flops if base == "Conv2DBackpropInput" else conv_flops
+            rate = flops / seconds / 1e9 if conv and seconds > 0 else None
             rows.append({"model": arch, "op": op, "share of op time %": 100 * seconds / total,
                          "ms per step": 1e3 * seconds, "GFLOP/s": rate})
     return rows

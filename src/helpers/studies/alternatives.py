@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from helpers.core.contract import l2_step
 from helpers.core.engine import check_budgets, check_classifier, check_model_images, compiled, loop_body
+from helpers.core.first_conv import attack_logits
 from helpers.core.validate import check_float, check_int, check_labels
 from helpers.defences.smoothing import Certificate, sample_counts
 
@@ -112,7 +113,7 @@ def _build_smoothed_pgd(model: keras.Model, samples: int):
         """The input gradient of −log of the label's probability averaged over the noisy copies (EOT)."""
         with tf.GradientTape() as tape:
             tape.watch(x)
-            logits = model(tf.repeat(x, samples, axis=0) + noise, training=False)
+            logits = attack_logits(model, tf.repeat(x, samples, axis=0) + noise)
             mean = tf.reduce_mean(tf.reshape(tf.nn.softmax(logits), [tf.shape(x)[0], samples, -1]), axis=1)
             loss = -tf.math.log(tf.gather_nd(mean, rows) + 1e-12)
         return tape.gradient(loss, x)
