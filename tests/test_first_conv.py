@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.attacks.adaptive import bpda_model
 from helpers.core.first_conv import _first_conv_position, attack_logits, replaced_convolution
 from helpers.training.models import bfloat16_copy, build_model
 
@@ -63,6 +64,22 @@ def test_other_odd_kernels_and_shapes(kernel_size):
         _close(mine, theirs)
 
 
+def test_a_model_sharing_its_layers_is_read_from_its_own_graph():
+    """The straight-through copy shares every layer but the filter with its model: still a chain, same position."""
+    model = build_model("small_cnn", input_shape=(12, 12, 1), num_classes=10, defence="median:3")
+    copy = bpda_model(model)
+    assert _first_conv_position(copy) == _first_conv_position(model) == 2
+    x, t = _batch((12, 12, 1))
+    (logits, grads), (plain_logits, plain_grads) = (_loss_and_gradients(copy, f, x, t) for f in (attack_logits, _plain))
+    assert np.array_equal(logits.numpy(), plain_logits.numpy())
+    _close(grads[0], plain_grads[0])
+
+
+def _sequential():
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, padding="same"), keras.layers.Flatten(),
+                             keras.layers.Dense(10)])
+
+
 def _branched():
     inputs = keras.Input((8, 8, 1))
     a = keras.layers.Conv2D(2, 3, padding="same")(inputs)
@@ -79,12 +96,13 @@ def _conv(**kwargs):
 
 @pytest.mark.parametrize("make", [
     _branched,  # not a chain
+    _sequential,  # a chain, but not a functional model: its configuration has no graph to read
     lambda: _conv(channels=3),  # three input channels
     lambda: _conv(strides=2),
     lambda: _conv(padding="valid"),
     lambda: _conv(kernel_size=2),  # even kernel
     lambda: _conv(dilation_rate=2),
-], ids=["branched", "three-channels", "stride-2", "valid", "even-kernel", "dilated"])
+], ids=["branched", "sequential", "three-channels", "stride-2", "valid", "even-kernel", "dilated"])
 def test_models_it_does_not_fit_are_called_as_they_are(make):
     model = make()
     assert _first_conv_position(model) is None and replaced_convolution(model) is None

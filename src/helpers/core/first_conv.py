@@ -42,22 +42,38 @@ def replaced_convolution(model: keras.Model) -> keras.layers.Conv2D | None:
 
 def _first_conv_position(model: keras.Model) -> int | None:
     """Index in ``model.layers`` of a first convolution that :func:`_one_channel_conv` can stand in for, if the
-    model is a chain (each layer takes the previous layer's output alone), else ``None``. Cached on the model."""
+    model is a chain (each layer takes the previous layer's output alone), else ``None``. Cached on the model.
+
+    The chain is read from the model's own configuration, not from the layers: a layer shared with another model
+    (the straight-through copies of :func:`helpers.attacks.adaptive.bpda_model` share all but one) has a node per
+    model, and the same model must get the same answer whether or not its layers are shared."""
     if _PLAN in model.__dict__:
         return model.__dict__[_PLAN]
     position = None
-    try:
-        layers = model.layers
-        chain = (isinstance(layers[0], keras.layers.InputLayer) and len(model.outputs) == 1
-                 and model.outputs[0] is layers[-1].output
-                 and all(layer.input is before.output for before, layer in zip(layers, layers[1:], strict=False)))
-        convolutions = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)]
-        if chain and convolutions and _fits(layers[convolutions[0]]):
+    if _is_chain(model):
+        convolutions = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
+        if convolutions and _fits(model.layers[convolutions[0]]):
             position = convolutions[0]
-    except (AttributeError, ValueError):  # a layer used twice, or no single input: call the model as it is
-        position = None
     model.__dict__[_PLAN] = position
     return position
+
+
+def _is_chain(model: keras.Model) -> bool:
+    """Whether ``model`` is an input layer followed by layers each called once on the previous one's output alone."""
+    try:
+        config = model.get_config()
+        names = [layer["name"] for layer in config["layers"]]
+        if names != [layer.name for layer in model.layers] or config["output_layers"] not in ([names[-1], 0, 0],
+                                                                                               [[names[-1], 0, 0]]):
+            return False
+        for before, layer in zip(names, config["layers"][1:], strict=False):
+            (node,) = layer["inbound_nodes"]
+            (tensor,) = node["args"]
+            if node.get("kwargs") or tensor["config"]["keras_history"][0] != before:
+                return False
+        return isinstance(model.layers[0], keras.layers.InputLayer)
+    except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError):  # not a functional chain
+        return False
 
 
 def _fits(layer: keras.layers.Layer) -> bool:
