@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from helpers.attacks.attack import run_engine, targeted_attack
-from helpers.bench import filter_costs, flops, library_runs, performance, timing
+from helpers.bench import filter_costs, flops, kernel_runs, library_runs, performance, timing
 from helpers.bench import reference_attacks as ref
 from helpers.book import runlog
 from helpers.book.browser_slider import FirstRender, PageAssets, slider_html, slider_state
@@ -555,8 +555,21 @@ def test_op_profile_rows_rate_the_convolutions(tiny):
     # Shares of the op time: the top ops cannot exceed all of it (summed in float64).
     assert sum(r["share of op time %"] for r in rows) <= 100 + 1e-9
     for r in rows:
-        assert (r["GFLOP/s"] is not None) == (r["op"].removeprefix("_MklNative").removeprefix("_Mkl").removeprefix("_Fused")
-                                              in ("Conv2D", "Conv2DBackpropInput"))
+        assert (r["GFLOP/s"] is not None) == (r["op"] in CONVOLUTION_OPS)
+
+
+# Every spelling of a convolution op on this TensorFlow, with oneDNN on or off (fused: with its bias and activation).
+CONVOLUTION_OPS = ("Conv2D", "_FusedConv2D", "_MklNativeConv2D", "_MklNativeFusedConv2D", "_MklConv2D",
+                   "Conv2DBackpropInput", "_MklNativeConv2DBackpropInput", "_MklConv2DBackpropInput")
+
+
+def test_fused_convolutions_are_rated_too(monkeypatch, tiny):
+    """oneDNN fuses the small CNN's convolutions with their bias and ReLU (``_MklNativeFusedConv2D``): still rated."""
+    monkeypatch.setattr(kernel_runs, "op_time_profile", lambda f: {"_MklNativeFusedConv2D": 0.002, "_MklMatMul": 0.001})
+    rows = performance.op_profile_rows([("tiny", tiny[0], 4)])
+    assert rows[0]["op"] == "_MklNativeFusedConv2D" and rows[0]["GFLOP/s"] == pytest.approx(
+        flops.forward_flops(tiny[0], dense=False) * 4 / 0.002 / 1e9)
+    assert rows[1]["GFLOP/s"] is None
 
 
 def _filters(extra_gauss=0.5, extra_median=0.25):

@@ -158,7 +158,7 @@ def op_profile_rows(models: Sequence[tuple[str, keras.Model, int]], *, seed: int
         op_seconds = op_time_profile(lambda f=f, x=x, t=t: f(x, t))
         total = sum(op_seconds.values()) or float("nan")
         for op, seconds in sorted(op_seconds.items(), key=lambda kv: -kv[1])[:top]:
-            base = op.removeprefix("_MklNative").removeprefix("_Mkl").removeprefix("_Fused")
+            base = op.removeprefix("_MklNative").removeprefix("_Mkl").removeprefix("_").removeprefix("Fused")  # fused: + bias, ReLU
             conv = base in ("Conv2D", "Conv2DBackpropInput")
             flops = gradient_flops if base == "Conv2DBackpropInput" else conv_flops
             rate = flops / seconds / 1e9 if conv and seconds > 0 else None
