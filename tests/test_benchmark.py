@@ -179,6 +179,16 @@ def test_interleaved_times_alternate_the_contenders_after_an_untimed_warmup():
         timing.interleaved_times({}, repeats=1)
 
 
+def test_a_settled_contender_gets_an_untimed_call_before_each_timed_one():
+    calls = []
+    contenders = {"engine": lambda: calls.append("engine"), "library": lambda: calls.append("library")}
+    times = timing.interleaved_times(contenders, repeats=2, warmup=0, settle=("engine",))
+    assert calls == ["engine", "engine", "library"] * 2 and {k: len(v) for k, v in times.items()} == {"engine": 2, "library": 2}
+    for bad in ("engine", ("nobody",)):
+        with pytest.raises(ValueError, match="settle"):
+            timing.interleaved_times(contenders, repeats=1, settle=bad)
+
+
 def test_timed_call_returns_the_value_materialised():
     seen = []
 

@@ -13,7 +13,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,13 @@ def contention(before: Mapping[str, float], after: Mapping[str, float]) -> dict[
 
 
 def interleaved_times(
-    contenders: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1
+    contenders: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1, settle: Collection[str] = ()
 ) -> dict[str, list[float]]:
     """Wall-clock seconds of each contender, timed in ``repeats`` interleaved rounds after ``warmup`` untimed calls.
 
-    A call's result is materialised (``.numpy()`` on tensors) before the clock stops.
+    A call's result is materialised (``.numpy()`` on tensors) before the clock stops. The contenders named in
+    ``settle`` get one more untimed call right before each timed one (a compiled attack timed right after an eager
+    library's run ran up to 1.5× slower for a few seconds: see :func:`helpers.bench.library_runs.compare_library`).
     """
     repeats = check_int("repeats", repeats, minimum=1)
     warmup = check_int("warmup", warmup, minimum=0)
@@ -114,9 +116,13 @@ def interleaved_times(
             raise TypeError(f"contenders: {name!r} is not callable")
         for _ in range(warmup):
             materialise(fn())
+    if isinstance(settle, str) or not set(settle) <= set(contenders):
+        raise ValueError(f"settle: expected names among the contenders {sorted(contenders)}, got {settle!r}")
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
+            if name in settle:
+                materialise(fn())
             start = time.perf_counter()
             materialise(fn())
             times[name].append(time.perf_counter() - start)

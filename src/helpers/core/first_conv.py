@@ -5,7 +5,7 @@ that gradient is the first convolution's: a 3×3 convolution from the one grey c
 gradient oneDNN computes at about 13 GFLOP/s (27 % of the attack step's op time at a batch of 96, measured with
 TensorFlow's profiler). The same gradient written as one matrix product (each pixel's 32 upstream values times the
 kernel, 9 numbers per pixel) and 9 shifted sums takes about a third of the time, and the whole attack step runs
-1.06× (batch 8) to 1.2× (batch 96 and more) faster; the README's performance notes give the measurement.
+1.05× (batch 8) to 1.2× (batch 96 and more) faster; the README's performance notes give the measurement.
 
 :func:`attack_logits` is ``model(x, training=False)`` computed layer by layer, with that convolution's input
 gradient replaced. The forward pass is the layer's own computation, so the logits are the same bit for bit. The
