@@ -10,11 +10,13 @@ kernel, 9 numbers per pixel) and 9 shifted sums takes about a third of the time,
 :func:`attack_logits` is ``model(x, training=False)`` computed layer by layer, with that convolution's input
 gradient replaced. The forward pass is the layer's own computation, so the logits are the same bit for bit. The
 gradient is the same sum taken in another order: it agrees with TensorFlow's to float32 rounding (relative
-differences about 1e-7), so an iterative attack's path can drift apart from the plain model's by rounding only.
+differences about 2e-7), so an iterative attack's path can drift apart from the plain model's by rounding only.
 Any other model (not a chain of layers, or no such convolution) is simply called.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -80,10 +82,9 @@ def _fits(layer: keras.layers.Layer) -> bool:
     """A plain Conv2D (not a subclass) in float32 from one channel, odd kernel sizes, stride 1, "same" padding (the
     bfloat16 copies of the performance chapter keep TensorFlow's gradient, which accumulates in float32)."""
     kh, kw = layer.kernel_size
-    return (type(layer) is keras.layers.Conv2D and layer.compute_dtype == "float32" and layer.data_format == "channels_last"
-            and layer.groups == 1
-            and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1) and layer.padding == "same"
-            and kh % 2 == 1 and kw % 2 == 1 and layer.kernel.shape[2] == 1)
+    return (type(layer) is keras.layers.Conv2D and layer.compute_dtype == "float32" and layer.kernel.shape[2] == 1
+            and layer.data_format == "channels_last" and layer.groups == 1 and layer.padding == "same"
+            and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1) and kh % 2 == 1 and kw % 2 == 1)
 
 
 def _one_channel_conv(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
@@ -97,7 +98,7 @@ def _one_channel_conv(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
     return layer.activation(outputs) if layer.activation is not None else outputs
 
 
-def _convolve(x: tf.Tensor, kernel: tf.Tensor, *, convolve) -> tf.Tensor:
+def _convolve(x: tf.Tensor, kernel: tf.Tensor, *, convolve: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tf.Tensor:
     @tf.custom_gradient
     def forward(x, kernel):
         def backward(upstream):
