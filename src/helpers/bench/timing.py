@@ -111,13 +111,13 @@ def interleaved_times(
     warmup = check_int("warmup", warmup, minimum=0)
     if not contenders:
         raise ValueError("contenders: need at least one callable to time")
+    if isinstance(settle, str) or not set(settle) <= set(contenders):
+        raise ValueError(f"settle: expected names among the contenders {sorted(contenders)}, got {settle!r}")
     for name, fn in contenders.items():
         if not callable(fn):
             raise TypeError(f"contenders: {name!r} is not callable")
         for _ in range(warmup):
             materialise(fn())
-    if isinstance(settle, str) or not set(settle) <= set(contenders):
-        raise ValueError(f"settle: expected names among the contenders {sorted(contenders)}, got {settle!r}")
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
