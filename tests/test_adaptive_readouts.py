@@ -4,12 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.core.contract import RobustnessResult
 from helpers.studies.adaptive_readouts import (
+    added_rows,
     blur_credit,
     cosine,
+    design_glued,
     evaluation_text,
-    exact_gradient_wins,
+    gradient_additions,
     gradient_rows,
     median_sweep_sentence,
     middle_budget_glued,
@@ -18,6 +19,7 @@ from helpers.studies.adaptive_readouts import (
     strong_glued,
     strong_readout,
 )
+from helpers.studies.cascade import Cascade
 from helpers.studies.verdicts import MIN_ROBUST_GAIN
 
 
@@ -69,34 +71,44 @@ def test_paper_attack_glued_takes_each_defences_stronger_gradient():
     assert glued["paper_success"] == "on at least 90% of the digits of every model"
 
 
-def _result(correct: np.ndarray) -> RobustnessResult:
-    n = correct.shape[1]
-    return RobustnessResult(budgets=np.array([0.0, 1.0]), correct=correct, success=~correct,
-                            adversarial=np.zeros((2, n, 1, 1, 1)), l2=np.zeros((2, n)), gradient_norm=np.zeros(n))
+def _cascade(broke: dict[str, np.ndarray], n: int = 3) -> Cascade:
+    return Cascade(budgets=np.array([0.0, 1.0]), after_pgd=np.ones((2, n), bool), broke=broke)
 
 
-def test_square_and_gradient_wins():
-    intact, broken = np.ones((2, 3), bool), np.array([[True] * 3, [False, True, True]])
-    strong = {"m": {0: {"Square": _result(broken), "APGD-CE exact": _result(intact)}}}
-    flags = {"m": {"gradient worst": {0: intact}}}
-    assert square_wins(strong, flags, seeds=[0]) == {"m": 1}
-    assert square_wins(strong, {"m": {"gradient worst": {0: broken}}}, seeds=[0]) == {"m": 0}
-    grads = {"APGD-CE exact": _result(broken), "APGD-DLR exact": _result(intact), "APGD-CE BPDA": _result(intact),
-             "APGD-DLR BPDA": _result(intact), "Square": _result(intact)}
-    assert exact_gradient_wins({"g": {0: grads}}, defended=["g"], seeds=[0]) == ["g"]
+def _pairs(*broken: int, n: int = 3) -> np.ndarray:
+    flags = np.zeros((2, n), bool)
+    flags[1, list(broken)] = True
+    return flags
 
 
-def test_strong_glued_and_evaluation_text_follow_the_choice():
-    glued = strong_glued(exact_wins=[], n_defended=2, gradient_free_wins=[], largest_drop=0.01, use_strong=False, n_strong=5,
-                         n_adaptive=20)
-    assert glued["strong_decision"] == "at most" and "on all 20 digits" in glued["strong_consequence"]
-    assert glued["gradient_sentence"].endswith("BPDA was stronger for all of them") and glued["largest_drop"] == 1.0
-    glued = strong_glued(exact_wins=["G"], n_defended=2, gradient_free_wins=["G: 3 digit-budget pairs"], largest_drop=0.1,
-                         use_strong=True, n_strong=5, n_adaptive=20)
-    assert glued["strong_decision"] == "more than" and "C6 cannot be confirmed" in glued["square_sentence"]
-    assert "1 of the 2 defended models (G)" in glued["gradient_sentence"]
-    assert evaluation_text(use_strong=True, n_strong=5, n_adaptive=20).endswith("on 5 digits")
-    assert evaluation_text(use_strong=False, n_strong=5, n_adaptive=20).endswith("within 2%")
+def test_square_wins_and_what_each_gradient_added():
+    none = np.zeros((2, 3), bool)
+    found = _cascade({"APGD-CE exact": _pairs(0), "APGD-DLR exact": none, "APGD-CE BPDA": _pairs(1), "APGD-DLR BPDA": _pairs(2),
+                      "Square": none})
+    assert square_wins({"g": {0: found, 1: found}}) == {"g": 0}
+    masked = _cascade({"APGD-CE exact": none, "Square": _pairs(1, 2)})
+    assert square_wins({"m": {0: masked, 1: masked}}) == {"m": 4}  # summed over seeds
+    assert gradient_additions({"g": {0: found}}, defended=["g"]) == {"g": (1, 2)}
+
+
+def test_strong_glued_and_evaluation_text():
+    glued = strong_glued(additions={"G": (3, 1)}, gradient_free_wins=[], largest_drop=0.01)
+    assert "G: 3 with the exact gradient, 1 with BPDA" in glued["gradient_sentence"] and glued["largest_drop"] == 1.0
+    assert "no sign of gradient masking" in glued["square_sentence"]
+    glued = strong_glued(additions={}, gradient_free_wins=["G: 3 digit-budget pairs"], largest_drop=0.1)
+    assert "C6 cannot be confirmed" in glued["square_sentence"]
+    assert evaluation_text(n_digits=150, n_seeds=5).endswith("on 150 digits × 5 training seeds")
+
+
+def test_added_rows_and_the_design_glue():
+    found = _cascade({"APGD-CE exact": _pairs(0, 1), "Square": _pairs(2)})
+    found = Cascade(budgets=found.budgets, after_pgd=np.array([[True, True, True, False], [True, True, True, False]]),
+                    broke={"APGD-CE exact": _pairs(0, 1, n=4), "Square": _pairs(2, n=4)})
+    rows = added_rows({"g": {0: found, 1: found}}, names={"g": "G"})
+    assert rows == [{"model": "G", "attack": "PGD worst", "pairs": 0}, {"model": "G", "attack": "APGD-CE exact", "pairs": 4},
+                    {"model": "G", "attack": "Square", "pairs": 2}]
+    glued = design_glued(n_digits=150, n_seeds=5, n_models=3)
+    assert glued["design_detectable"] > glued["design_se"] > 0 and glued["design_digits"] == 150
 
 
 def test_middle_budget_glued_reads_the_worst_case_at_the_middle_budget():
@@ -109,11 +121,10 @@ def test_middle_budget_glued_reads_the_worst_case_at_the_middle_budget():
 
 
 def test_strong_readout_names_square_wins_and_glues_the_sentences():
-    intact, broken = np.ones((2, 3), bool), np.array([[True] * 3, [False, True, True]])
-    results = {"APGD-CE exact": _result(intact), "APGD-DLR exact": _result(intact), "APGD-CE BPDA": _result(broken),
-               "APGD-DLR BPDA": _result(intact), "Square": _result(broken)}
-    free_wins, glued = strong_readout({"g": {0: results}}, {"g": {"gradient worst": {0: intact}}}, names={"g": "G"}, defended=["g"],
-                                      seeds=[0], largest_drop=0.05, use_strong=True, n_strong=3, n_adaptive=9)
+    none = np.zeros((2, 3), bool)
+    found = _cascade({"APGD-CE exact": none, "APGD-CE BPDA": _pairs(0), "Square": _pairs(1)})
+    flags = {"g": {"PGD worst": {0: found.after_pgd}, "worst": {0: found.worst}}}
+    free_wins, glued = strong_readout({"g": {0: found}}, flags, names={"g": "G"}, defended=["g"])
     assert free_wins == ["G: 1 digit-budget pairs"]
-    assert glued["strong_decision"] == "more than" and "on these 3 digits" in glued["strong_consequence"]
-    assert "0 of the 1 defended models" in glued["gradient_sentence"]
+    assert glued["largest_drop"] == pytest.approx(200 / 3)  # two of the three digits broken at ε = 1
+    assert "G: 0 with the exact gradient, 1 with BPDA" in glued["gradient_sentence"]

@@ -72,14 +72,15 @@ def test_pgd_flags_seed_means_and_curves():
                                         "worst, seed 1"]
 
 
-def test_chapter6_image_rows_cover_every_digit_then_the_subset():
+def test_chapter6_image_rows_cover_every_digit_for_pgd_and_the_strongest_worst_case():
     pick, labels = np.array([7, 3, 5]), np.array([1, 2, 3])
     rows = chapter6_image_rows(model="m", seed=0, model_file="f", pick=pick, labels=labels, budgets=[0.0, 1.0],
-                               pgd_worst=np.array([[1, 1, 1], [1, 0, 1]], bool), sub=slice(0, 2), strong_budgets=[0.0, 2.0],
-                               strong_worst=np.array([[1, 1], [0, 0]], bool))
+                               pgd_worst=np.array([[1, 1, 1], [1, 0, 1]], bool), strong_budgets=[0.0, 2.0],
+                               strong_worst=np.array([[1, 1, 1], [0, 0, 1]], bool))
     assert [(r["evaluation"][:3], r["test_index"], r["budget"], r["broken"]) for r in rows] == [
         ("cle", 7, 0.0, False), ("cle", 3, 0.0, False), ("cle", 5, 0.0, False),  # ε = 0: the clean digits
-        ("PGD", 7, 1.0, False), ("PGD", 3, 1.0, True), ("PGD", 5, 1.0, False), ("str", 7, 2.0, True), ("str", 3, 2.0, True)]
+        ("PGD", 7, 1.0, False), ("PGD", 3, 1.0, True), ("PGD", 5, 1.0, False),
+        ("str", 7, 2.0, True), ("str", 3, 2.0, True), ("str", 5, 2.0, False)]
 
 
 def test_chapter6_figures_have_a_panel_per_model(digits):
@@ -108,7 +109,7 @@ def test_chapter6_checks_read_every_curve_and_name_each_model():
         budgets=[0.0, 1.0, 2.0], names={"none": "N", "g": "G"}, defended=["g"],
         paper_rows=[{"defence": "none", "success_rate": 1.0}, {"defence": "g", "success_rate": 1.0}], pgd=pgd, strong_flags=strong,
         more_effort={"N": (np.array([0.5]), np.array([0.5])), "G": (np.array([0.5]), np.array([0.5]))},
-        transferred={"g": np.array([1.0, 0.9])}, zero_gradients={"N": (0, 10), "G": (0, 10)}, n_images=n, n_strong=n)
+        square_reach={"N": (np.array([0.5]), np.array([0.55]))}, transferred={"g": np.array([1.0, 0.9])}, zero_gradients={"N": (0, 10), "G": (0, 10)}, n_images=n, n_strong=n)
     assert {c["model"] for c in checks} == {"N", "G"}
     assert all({"check", "passed", "value", "threshold", "margin"} <= set(c) for c in checks)
     assert all((c["margin"] >= 0) == c["passed"] for c in checks if "noise" not in c["check"])  # the margin says which side
@@ -122,8 +123,12 @@ def test_chapter_tables_format_the_rows():
     paper = pd.DataFrame([{"model": "N", "gradient": "exact", "n_attacked": 4, "success_rate": 1.0, "median_l2": 1.234,
                            "median_l2_lo": 1.0, "median_l2_hi": 1.5, "mean_steps": 12.0}])
     assert "[1.00, 1.50]" in paper_attack_view(paper).to_html()
-    curves = pd.DataFrame([{"label": "G", "attack": "worst", "budget": 1.0, "accuracy": 0.25}])
-    assert "ε = 1" in strong_view(curves).to_html() and "25.0%" in strong_view(curves).to_html()
+    curves = pd.DataFrame([{"label": "G", "attack": a, "budget": e, "accuracy": acc} for a, acc in
+                           (("PGD worst", 0.5), ("APGD-CE exact", 0.25), ("worst", 0.25)) for e in (1.0, 2.0)])
+    shown = strong_view(curves, added=[{"model": "G", "attack": "APGD-CE exact", "pairs": 3}])
+    assert list(shown.data["attack"]) == ["PGD, both gradients", "+ APGD-CE exact"]  # the worst case is the last row
+    assert shown.data["pairs it broke first"].tolist()[1] == 3
+    assert "ε = 2" in shown.to_html() and "25.0%" in shown.to_html()
     view = checks_view([{"check": "c", "model": "G", "measured": "1", "passed": False, "value": 1, "threshold": 0, "margin": -1}]).to_html()
     assert "✗ FAIL" in view and "-1" in view
     gain = Gain(model="G", effect=0.1, low=0.05, high=0.15, p_value=0.01, p_holm=0.02, n_seeds=3, n_images=10)
@@ -143,6 +148,9 @@ def test_study_models_group_by_defence_and_seed_and_curve_table_keeps_the_order(
     assert {r["label"] for r in rows} == {"N", "G"} and {r["images"] for r in rows} == {"all"}
 
 
+SETTINGS = {"steps": 3, "restarts": 1, "square_queries": 10, "square_restarts": 1, "seed": 0}
+
+
 def _tiny_study(digits, seeds=(0, 1)):
     """Two models (none, Gaussian) × ``seeds`` on six 4×4 digits: the PGD study, its flags and the strong study."""
     from helpers.attacks.adaptive import robustness_study
@@ -158,42 +166,43 @@ def _tiny_study(digits, seeds=(0, 1)):
     studies = {k: robustness_study({s: grouped.by_seed[s][k] for s in grouped.by_seed}, chosen.images, chosen.labels,
                                    budgets=budgets, steps=3, noise_draws=1, seed=0) for k in seeds}
     pgd = {s: pgd_flags(studies, s, seeds=list(seeds)) for s in grouped.by_seed}
-    strong = strong_study(grouped, chosen, pgd=pgd, budgets=budgets, grid=np.array([0.0, 1.0]), steps=3, restarts=1,
-                          square_queries=10, seed=0)
+    strong = strong_study(grouped, chosen, pgd=pgd, budgets=budgets, grid=np.array([0.0, 1.0]), settings=SETTINGS)
     return fits, grouped, chosen, budgets, studies, pgd, strong
 
 
 @pytest.mark.slow
-def test_strong_study_runs_every_attack_on_every_model_and_seed_and_never_beats_its_worst_case(digits):
+def test_strong_study_runs_every_attack_on_every_digit_model_and_seed_and_never_beats_its_worst_case(digits):
     _, grouped, chosen, budgets, _, pgd, strong = _tiny_study(digits)
-    assert strong.at == [0, 2] and list(strong.results) == ["none", "gaussian:1.5"]
-    assert set(strong.results["gaussian:1.5"][1]) > set(strong.results["none"][1])  # BPDA only where there is a filter
+    assert strong.at == [0, 2] and list(strong.cascades) == ["none", "gaussian:1.5"]
+    assert set(strong.cascades["gaussian:1.5"][1].broke) > set(strong.cascades["none"][1].broke)  # BPDA only with a filter
     for spec, flags in strong.flags.items():
         for k in (0, 1):
             worst = flags["worst"][k]
-            assert worst.shape == (2, 4)
+            assert worst.shape == (2, 6)  # every digit, not a subset
             assert not (worst & ~flags["PGD worst"][k]).any()  # the worst case is at most PGD's
-            assert np.array_equal(flags["PGD worst"][k], pgd[spec]["worst"][k][[0, 2]][:, :4])
+            assert not (worst & ~flags["gradient worst"][k]).any()
+            assert np.array_equal(flags["PGD worst"][k], pgd[spec]["worst"][k][[0, 2]])
 
 
 @pytest.mark.slow
 def test_chapter6_sanity_c6_claim_and_image_rows_from_the_tiny_study(digits):
     from helpers.studies.adaptive_sections import c6_claim, chapter6_images, chapter6_sanity, pooled
-    from helpers.studies.shares import evaluation_choice
 
     fits, grouped, chosen, budgets, studies, pgd, strong = _tiny_study(digits)
     paper = [{"defence": s, "success_rate": 1.0} for s in grouped.by_seed]
-    checks = chapter6_sanity(grouped, chosen, strong, studies=studies, pgd=pgd, paper_rows=paper, budgets=budgets, steps=3,
-                             restarts=1, seed=0, n_images=6)
+    checks = chapter6_sanity(grouped, chosen, strong, studies=studies, pgd=pgd, paper_rows=paper, budgets=budgets,
+                             settings=SETTINGS, n_images=6)
     assert {c["model"] for c in checks} == set(grouped.names.values()) and all("passed" in c for c in checks)
-    choice = evaluation_choice(strong.flags, seeds=[0, 1])
-    claim = c6_claim(grouped, strong, choice, pgd=pgd, checks=checks, gradient_free_wins=[], n_adaptive=6, n_resamples=50,
-                     seed=0)
-    assert claim.verdict["verdict"] in {"confirmed", "refuted", "inconclusive"}
+    reach = [c for c in checks if "gradient-free attack alone" in c["check"]]
+    assert [c["model"] for c in reach] == [grouped.names["none"]]  # Square alone is checked on the undefended model
+    claim = c6_claim(grouped, strong, checks=checks, gradient_free_wins=[], n_resamples=50, seed=0)
+    assert claim.verdict["verdict"] in {"confirmed", "partly", "refuted", "inconclusive"}
+    assert "6 digits × 2 seeds" in claim.verdict["evidence"] and "power" in claim.verdict["evidence"]
+    assert claim.design.n_digits == 6 and claim.design.n_seeds == 2
     assert set(claim.shares) == set(grouped.names.values()) and claim.shares[grouped.names["none"]].shape[0] == 2
     assert "ε ∈ {1}" in claim.statistic
     rows = chapter6_images(fits, chosen, strong, pgd=pgd, budgets=budgets)
-    assert len(rows) == 2 * 2 * (3 * 6 + 1 * 4)  # models × seeds × (clean + PGD budgets > 0) × digits + strong ones × subset
+    assert len(rows) == 2 * 2 * (3 * 6 + 1 * 6)  # models × seeds × (clean + PGD budgets > 0 + strong budgets > 0) × digits
     assert rows[0]["model_file"].endswith("none-0.keras")
     table = curve_table(pgd, names=grouped.names, images="all", budgets=budgets, n_resamples=20, seed=0)
     assert set(pooled(table, seeds=[0, 1])["seed"]) == {"all"}

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from helpers.book import conclusion, notebook, tables
-from helpers.studies.verdicts import RMS_THRESHOLD, TRANSFER_HELP_MARGIN
+from helpers.studies.verdicts import RMS_THRESHOLD, STRONG_IMAGES, TRANSFER_HELP_MARGIN
 
 
 def _verdict(key, verdict, *, measure="—", effect="", low="", high="", evidence="e — more; rest"):
@@ -59,7 +59,7 @@ def test_attack_and_defence_glue():
     assert (glued["paper_label"], glued["acc_paper"], glued["l2_none"], glued["best_label"]) == ("σ 1", 80.0, 1.0, "σ 1")
 
 
-def _curve(model, budget, accuracy, *, images="strong subset"):
+def _curve(model, budget, accuracy, *, images=STRONG_IMAGES):
     return {"model": model, "label": model.upper(), "attack": "worst", "seed": "all", "images": images, "budget": budget,
             "accuracy": accuracy}
 
@@ -67,7 +67,7 @@ def _curve(model, budget, accuracy, *, images="strong subset"):
 def test_adaptive_glue_takes_the_nearest_budget_and_compares_the_papers_sigma_with_no_filter():
     curves = [_curve(m, b, a) for m, accs in (("none", (0.6, 0.2)), ("gaussian:1.5", (0.4, 0.1)), ("median:3", (0.7, 0.3)))
               for b, a in zip((0.5, 1.0), accs, strict=True)] + [_curve("none", 0.5, 0.99, images="all")]
-    adaptive = {"reference_budget": 0.9, "evaluation": "strongest", "C6": {"measure": "robust share over ε ∈ {0.5, 1.0}"}}
+    adaptive = {"reference_budget": 0.9, "C6": {"measure": "robust share over ε ∈ {0.5, 1.0}"}}
     glued = conclusion.adaptive_glue(adaptive, curves)
     assert glued["ref_eps"] == 1.0 and glued["ref_none"] == pytest.approx(20.0)
     assert (glued["ref_best_label"], glued["ref_best"]) == ("MEDIAN:3", pytest.approx(30.0))

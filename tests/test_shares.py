@@ -1,22 +1,22 @@
-"""What chapters 6 and 7 share: the digits, C6's choice of evaluation, robust shares, the family-wise level, the
+"""What chapters 6 and 7 share: the digits, C6's design, robust shares, the family-wise level, the
 blur's gains over the alternatives, and the sanity glue."""
+
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 
-from helpers.studies.sanity import failed_checks, sanity_glued
+from helpers.studies.sanity import SQUARE_REACH_CHECK, failed_checks, failed_positive_only, sanity_glued
 from helpers.studies.shares import (
-    EvaluationChoice,
     alternative_gains,
     budget_set,
-    c6_shares,
-    evaluation_choice,
+    c6_design,
     family_level,
     robust_shares,
     share_statistic,
     study_digits,
 )
-from helpers.studies.verdicts import FAMILY_ALPHA, MIN_ACCURACY_EFFECT
+from helpers.studies.verdicts import FAMILY_ALPHA, PLANNING_VARIANCE, POWER
 
 
 def test_study_digits_are_a_seeded_permutation_with_its_first_digits_as_the_subset():
@@ -35,22 +35,18 @@ def test_study_digits_are_a_seeded_permutation_with_its_first_digits_as_the_subs
         study_digits(x, y[:3], n_adaptive=2, strong_images=1, seed=0)
 
 
-def _flags(pgd: float, worst: float, n: int = 100) -> dict:
-    """(ε = 0, ε₁) flags with the given robust accuracies at ε₁ for PGD's worst case and every attack's."""
-    def at(share):
-        return np.stack([np.ones(n, bool), np.arange(n) < round(share * n)])
-
-    return {"PGD worst": {0: at(pgd), 1: at(pgd)}, "worst": {0: at(worst), 1: at(worst)}}
-
-
-def test_evaluation_choice_uses_the_strong_attacks_only_past_the_least_effect():
-    small = evaluation_choice({"none": _flags(0.5, 0.5), "gaussian:1.5": _flags(0.5, 0.49)}, seeds=[0, 1])
-    assert small.largest_drop == pytest.approx(0.01) and not small.use_strong
-    large = evaluation_choice({"none": _flags(0.5, 0.5), "gaussian:1.5": _flags(0.5, 0.4)}, seeds=[0, 1])
-    assert large.largest_drop == pytest.approx(0.1) and large.use_strong
-    assert large.largest_drop > MIN_ACCURACY_EFFECT > small.largest_drop
-    with pytest.raises(ValueError, match="strong_flags"):
-        evaluation_choice({}, seeds=[0])
+def test_c6_design_detects_smaller_gains_with_more_digits_and_seeds_and_names_itself():
+    base = c6_design(n_digits=50, n_seeds=3, n_models=3)
+    assert c6_design(n_digits=150, n_seeds=3, n_models=3).detectable < base.detectable
+    assert c6_design(n_digits=50, n_seeds=5, n_models=3).detectable < base.detectable
+    assert c6_design(n_digits=50, n_seeds=3, n_models=1).detectable < base.detectable  # a smaller family
+    z = NormalDist().inv_cdf(1 - FAMILY_ALPHA / 6) + NormalDist().inv_cdf(POWER)
+    assert base.detectable == pytest.approx(z * base.standard_error)
+    v = PLANNING_VARIANCE
+    assert base.standard_error == pytest.approx(np.sqrt(v["digit"] / 50 + v["seed"] / 3 + v["residual"] / 150))
+    assert "50 digits × 3 seeds" in base.sentence() and "80% power" in base.sentence()
+    with pytest.raises(ValueError, match="n_seeds"):
+        c6_design(n_digits=50, n_seeds=0, n_models=3)
 
 
 def test_robust_shares_stack_one_row_per_seed_up_to_the_last_budget():
@@ -90,16 +86,8 @@ def test_sanity_glue_names_the_failed_checks():
     assert failed_checks(checks) == ["effort (B)"]
     assert sanity_glued(checks) == {"sanity_passed": 1, "sanity_total": 2, "sanity_sentence": "Failed: effort (B)."}
     assert sanity_glued(checks[:1])["sanity_sentence"] == "Every check passes."
+    weak = [*checks[:1], {"check": SQUARE_REACH_CHECK, "model": "A", "passed": False}]
+    assert failed_checks(weak) == [] and failed_positive_only(weak) == [f"{SQUARE_REACH_CHECK} (A)"]
+    assert sanity_glued(weak)["sanity_sentence"] == f"Failed, forbidding a positive verdict only: {SQUARE_REACH_CHECK} (A)."
 
 
-def test_c6_shares_take_the_chosen_worst_case():
-    strong = {"none": {0: np.array([[True, True], [True, False]])}, "g": {0: np.array([[True, True], [True, True]])}}
-    pgd = {"none": {0: np.array([[True, True], [False, False], [False, True]])},
-           "g": {0: np.array([[True, True], [False, True], [False, False]])}}
-    common = dict(strong_worst=strong, pgd_worst=pgd, at=[0, 2], seeds=[0], names={"none": "N", "g": "G"}, budgets=[0.0, 1.0])
-    on_strong = c6_shares(EvaluationChoice(largest_drop=0.1, use_strong=True), **common)
-    assert {k: v.tolist() for k, v in on_strong.items()} == {"N": [[1.0, 0.0]], "G": [[1.0, 1.0]]}
-    on_pgd = c6_shares(EvaluationChoice(largest_drop=0.0, use_strong=False), **common)
-    assert {k: v.tolist() for k, v in on_pgd.items()} == {"N": [[0.0, 1.0]], "G": [[0.0, 0.0]]}
-    assert EvaluationChoice(largest_drop=0.1, use_strong=True).name == "strongest"
-    assert EvaluationChoice(largest_drop=0.0, use_strong=False).name == "PGD"

@@ -68,6 +68,9 @@ def test_failed_checks_and_a_stronger_gradient_free_attack_downgrade_the_verdict
     assert masked["verdict"] == "inconclusive" and "gradient-free" in masked["evidence"]
     assert _c6({"g": hurts}, gradient_free_wins=["g: 2"])["verdict"] == "refuted"  # it only forbids a positive verdict
     assert _c6({"g": _gain(0.08, 0.03, 0.13)}, gradient_free_wins=["g: 2"])["verdict"] == "inconclusive"
+    weak = _c6({"g": helps}, weak_checks=["Square is weak (none)"])
+    assert weak["verdict"] == "inconclusive" and "too weak to rule masking out" in weak["evidence"]
+    assert _c6({"g": hurts}, weak_checks=["Square is weak (none)"])["verdict"] == "refuted"  # masking cannot make a blur look worse
 
 
 BUDGETS = [0.0, 1.0, 2.0, 4.0]
@@ -83,6 +86,7 @@ def _checks(**changes):
         "worst": {"none": NONE, "g": G},
         "noise": {"none": np.array([0.95, 0.95, 0.9, 0.8]), "g": np.array([0.94, 0.94, 0.94, 0.9])},
         "more_effort": {"none": (np.array([0.95, 0.6]), np.array([0.95, 0.59])), "g": (np.array([0.94, 0.7]), np.array([0.94, 0.69]))},
+        "square_reach": {"none": (np.array([0.6, 0.2]), np.array([0.65, 0.25]))},
         "transfer": {"g": (np.array([0.94, 0.7]), np.array([0.94, 0.9]))},
         "zero_gradients": {"none": (0, 40), "g": (0, 80)},
         "n_images": 100,
@@ -94,7 +98,7 @@ def _checks(**changes):
 
 def test_sanity_checks_pass_on_a_sound_evaluation():
     results = _checks()
-    assert len(results) == 6 + 7 and all(results.values())  # the transfer check only for a defended model
+    assert len(results) == 7 + 7 and all(results.values())  # Square's reach on the undefended model, transfer on a defended one
 
 
 @pytest.mark.parametrize(
@@ -109,6 +113,8 @@ def test_sanity_checks_pass_on_a_sound_evaluation():
         ({"noise": {"none": np.array([0.95, 0.5, 0.2, 0.0]), "g": np.array([0.94, 0.94, 0.94, 0.9])}},
          ("random noise of the same ‖δ‖₂ is far weaker", "none")),
         ({"transfer": {"g": (np.array([0.94, 0.7]), np.array([0.94, 0.6]))}}, ("white box is at least as strong as transfer", "g")),
+        ({"square_reach": {"none": (np.array([0.6, 0.2]), np.array([0.6, 0.31]))}},
+         ("the gradient-free attack alone comes close to the gradient attacks", "none")),
     ],
 )
 def test_each_sanity_check_can_fail(changes, failing):

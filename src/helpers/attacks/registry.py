@@ -7,8 +7,8 @@ The studies apply the gradient view (a BPDA entry is run on :func:`helpers.attac
 and pass their settings as one mapping; each function takes what it needs from it:
 
 * a fixed-budget function is ``run(model, images, labels, *, budgets, settings) -> RobustnessResult``, with
-  ``settings`` holding ``steps``, ``restarts``, ``square_queries`` and ``seed`` (chapter 6,
-  :func:`helpers.studies.adaptive_study.strong_attacks`);
+  ``settings`` holding ``steps``, ``restarts``, ``square_queries``, ``square_restarts`` (default 1) and ``seed``
+  (chapter 6, :func:`helpers.studies.cascade.cascade`);
 * a minimum-norm function is ``run(model, images, labels, targets, *, settings)`` returning per-image ``l2`` and
   ``success`` arrays, with ``settings`` holding ``step``, ``max_steps`` and ``minnorm_steps`` (chapter 5,
   :func:`helpers.studies.scores.attack_distances`).
@@ -125,9 +125,25 @@ def _apgd(model, images, labels, *, budgets, settings, loss):
 
 
 def _square(model, images, labels, *, budgets, settings):
+    """Square with ``square_restarts`` independent restarts (default 1), each on the pairs every earlier one left correct."""
+    import numpy as np
+
     from helpers.attacks.square import square_l2
 
-    return square_l2(model, images, labels, budgets=budgets, n_queries=settings["square_queries"], seed=settings["seed"])
+    found = square_l2(model, images, labels, budgets=budgets, n_queries=settings["square_queries"], seed=settings["seed"])
+    for restart in range(1, int(settings.get("square_restarts", 1))):
+        for b in np.flatnonzero(np.asarray(found.budgets) > 0):
+            pick = np.flatnonzero(found.correct[b])
+            if not len(pick):
+                continue
+            again = square_l2(model, images[pick], labels[pick], budgets=[found.budgets[b]], n_queries=settings["square_queries"],
+                              seed=settings["seed"] + restart)
+            broken = ~again.correct[-1]
+            found.correct[b, pick[broken]] = False
+            found.success[b, pick[broken]] = True
+            found.adversarial[b, pick[broken]] = again.adversarial[-1][broken]
+            found.l2[b, pick[broken]] = again.l2[-1][broken]
+    return found
 
 
 def _apgd_spec(short: str, loss: str, gradient: str) -> AttackSpec:

@@ -12,6 +12,8 @@ import pandas as pd
 from helpers.studies.adaptive_sections import StudyModels
 from helpers.studies.adaptive_study import Gain
 from helpers.studies.evaluate import clean_accuracy
+from helpers.studies.shares import c6_design
+from helpers.studies.verdicts import POWER
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -50,13 +52,37 @@ def paper_attack_view(paper_table: pd.DataFrame) -> Styler:
             .style.format({"success": "{:.1%}", "median ‖δ‖₂": "{:.2f}", "mean steps": "{:.1f}"}, na_rep="—").hide(axis="index"))
 
 
-def strong_view(strong_curves: pd.DataFrame) -> Styler:
-    """Robust accuracy on the strong subset per model and attack (rows) and budget ε > 0 (columns)."""
-    wide = strong_curves.pivot_table(index=["label", "attack"], columns="budget", values="accuracy", sort=False)
-    shown = wide.reset_index().rename(columns={"label": "model"})
-    shown.columns = [c if isinstance(c, str) else f"ε = {c:g}" for c in shown.columns]
-    return shown.style.format("{:.1%}", subset=[c for c in shown.columns if c.startswith("ε")], na_rep="—").hide(axis="index").set_caption(
-        "Robust accuracy on the strong subset, every attack and the worst cases (mean over seeds)")
+def design_view(*, n_digits: int, n_seeds: int, n_models: int) -> Styler:
+    """C6's design beside smaller and larger ones: digits, seeds, planned standard error and smallest detectable gain."""
+    rows = []
+    for digits in sorted({50, 100, n_digits, 2 * n_digits}):
+        for seeds in sorted({3, n_seeds}):
+            d = c6_design(n_digits=digits, n_seeds=seeds, n_models=n_models)
+            rows.append({"digits": digits, "training seeds": seeds, "planned standard error": d.standard_error,
+                         f"smallest gain detected ({POWER:.0%} power)": d.detectable,
+                         "": "← this chapter" if (digits, seeds) == (n_digits, n_seeds) else ""})
+    return (pd.DataFrame(rows).style.format({c: "{:.1%}" for c in rows[0] if c.startswith(("planned", "smallest"))})
+            .hide(axis="index").set_caption(f"C6's design: the smallest gain in robust share detected with {POWER:.0%} power "
+                                            f"(family-wise over {n_models} defended models), planned before the data"))
+
+
+def strong_view(strong_curves: pd.DataFrame, *, added: Sequence[Mapping]) -> Styler:
+    """Robust accuracy after each attack of the cascade per model (rows, in the cascade's order; the last row of a model
+    is its worst case) and budget ε > 0 (columns), with the digit-budget pairs each attack broke first (``added``:
+    :func:`helpers.studies.adaptive_readouts.added_rows`)."""
+    broke = {(row["model"], row["attack"]): row["pairs"] for row in added}
+    rows = []
+    for (label, attack), group in strong_curves.groupby(["label", "attack"], sort=False):
+        if attack in ("gradient worst", "worst"):
+            continue  # the same as the rows after the last gradient attack and after the last attack
+        rows.append({"model": label, "attack": "PGD, both gradients" if attack == "PGD worst" else f"+ {attack}",
+                     **{f"ε = {e:g}": a for e, a in zip(group["budget"], group["accuracy"], strict=True)},
+                     "pairs it broke first": broke.get((label, attack), np.nan)})
+    shown = pd.DataFrame(rows)
+    return shown.style.format({c: "{:.1%}" for c in shown.columns if c.startswith("ε")} | {"pairs it broke first": "{:.0f}"},
+                              na_rep="—").hide(axis="index").set_caption(
+        "Robust accuracy on every digit after each attack of the cascade and every one above it (mean over seeds; a model's "
+        "last row is its worst case), and the digit-budget pairs each attack broke first (summed over seeds and budgets)")
 
 
 def checks_view(checks: Sequence[Mapping]) -> Styler:

@@ -13,10 +13,10 @@ import pandas as pd
 
 from helpers.attacks.adaptive import bpda_model, input_gradient
 from helpers.attacks.registry import attack_names
-from helpers.core.contract import RobustnessResult
 from helpers.defences.filters import Defence
-from helpers.studies.adaptive_study import gradient_free_worst
-from helpers.studies.verdicts import MIN_ACCURACY_EFFECT, MIN_ROBUST_GAIN
+from helpers.studies.cascade import Cascade, added_counts
+from helpers.studies.shares import c6_design
+from helpers.studies.verdicts import MIN_ROBUST_GAIN, PILOT, POWER
 
 
 def pixel_sweep(digit: np.ndarray, defences: Sequence[str], *, points: int = 101
@@ -117,43 +117,44 @@ def paper_attack_glued(paper_table: pd.DataFrame) -> dict:
             "paper_success": "on every digit of every model" if lowest == 1 else f"on at least {lowest:.0%} of the digits of every model"}
 
 
-def square_wins(strong: Mapping[str, Mapping[int, Mapping[str, RobustnessResult]]],
-                strong_flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *, seeds: Sequence[int]) -> dict[str, int]:
-    """Per model, the digit-budget pairs the gradient-free attack broke that every gradient attack left intact."""
-    return {spec: int(sum((~gradient_free_worst(strong[spec][k]) & strong_flags[spec]["gradient worst"][k]).sum() for k in seeds))
-            for spec in strong}
+def square_wins(cascades: Mapping[str, Mapping[int, Cascade]]) -> dict[str, int]:
+    """Per model, the digit-budget pairs (summed over seeds) the gradient-free attack broke after every gradient attack
+    had left them correct."""
+    return {spec: int(sum(c.gradient_free_breaks().sum() for c in by.values())) for spec, by in cascades.items()}
 
 
-def exact_gradient_wins(strong: Mapping[str, Mapping[int, Mapping[str, RobustnessResult]]], *, defended: Sequence[str],
-                        seeds: Sequence[int]) -> list[str]:
-    """The defended models on which the stronger APGD loss did better with the exact gradient than with BPDA."""
-    def best_apgd(spec: str, view: str) -> float:
-        return np.mean([min(strong[spec][k][name].accuracy[1:].mean() for name in attack_names("fixed_budget", gradient=view))
-                        for k in seeds])
+def gradient_additions(cascades: Mapping[str, Mapping[int, Cascade]], *, defended: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Per defended model, the pairs (summed over seeds) the APGD variants broke first with the exact gradient and
+    with BPDA — after PGD, which already used both."""
+    def added(spec: str, view: str) -> int:
+        names = set(attack_names("fixed_budget", gradient=view))
+        return int(sum(b.sum() for c in cascades[spec].values() for name, b in c.broke.items() if name in names))
 
-    return [s for s in defended if best_apgd(s, "exact") < best_apgd(s, "BPDA")]
+    return {spec: (added(spec, "exact"), added(spec, "BPDA")) for spec in defended}
 
 
-def strong_glued(*, exact_wins: Sequence[str], n_defended: int, gradient_free_wins: Sequence[str], largest_drop: float,
-                 use_strong: bool, n_strong: int, n_adaptive: int) -> dict:
-    """The strong attacks' sentences: which gradient won, the drop below PGD and its consequence, Square's wins."""
+def largest_gap(flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]]) -> float:
+    """The largest lowering of robust accuracy (mean over seeds) by the strong attacks below PGD's worst case, over
+    models and strong budgets."""
+    return max(float(np.max(np.mean([f["PGD worst"][k].mean(axis=1) - f["worst"][k].mean(axis=1) for k in f["worst"]], axis=0)))
+               for f in flags.values())
+
+
+def strong_glued(*, additions: Mapping[str, tuple[int, int]], gradient_free_wins: Sequence[str], largest_drop: float) -> dict:
+    """The strong attacks' sentences: what each gradient added after PGD, the drop below PGD, Square's wins."""
+    parts = [f"{label}: {exact} with the exact gradient, {bpda} with BPDA" for label, (exact, bpda) in additions.items()]
     return {
-        "gradient_sentence": f"The exact gradient through the filter was the stronger one for {len(exact_wins)} of the {n_defended} "
-        "defended models" + (f" ({', '.join(exact_wins)}): skipping the filter with BPDA did not help the attacker there"
-                             if exact_wins else "; BPDA was stronger for all of them"),
-        "largest_drop": largest_drop * 100, "strong_decision": "more than" if use_strong else "at most",
-        "strong_consequence": f"The verdict therefore uses the strongest attack's worst case on these {n_strong} digits."
-        if use_strong else f"The verdict therefore uses PGD's worst case on all {n_adaptive} digits, which the stronger attacks "
-        "could not significantly improve on.",
+        "gradient_sentence": "After PGD, the APGD attacks broke these digit-budget pairs first (summed over seeds) — "
+        + "; ".join(parts) if parts else "No defended model was attacked",
+        "largest_drop": largest_drop * 100,
         "square_sentence": "Square broke no digit that every gradient attack had left intact: no sign of gradient masking."
         if not gradient_free_wins else "Square broke digits that every gradient attack had left intact ("
         + "; ".join(gradient_free_wins) + "): the gradients were partly masked there, and C6 cannot be confirmed."}
 
 
-def evaluation_text(*, use_strong: bool, n_strong: int, n_adaptive: int) -> str:
+def evaluation_text(*, n_digits: int, n_seeds: int) -> str:
     """What C6's evidence says it stands on."""
-    return (f"worst case of PGD, APGD (CE, DLR; exact, BPDA) and Square on {n_strong} digits" if use_strong else
-            f"worst case of PGD (exact and BPDA) on {n_adaptive} digits, the stronger attacks within {MIN_ACCURACY_EFFECT:.0%}")
+    return f"worst case of PGD, APGD (CE, DLR; exact, BPDA) and Square on {n_digits} digits × {n_seeds} training seeds"
 
 
 def middle_budget_glued(curves: pd.DataFrame, *, budgets: Sequence[float], defended: Sequence[str],
@@ -168,12 +169,23 @@ def middle_budget_glued(curves: pd.DataFrame, *, budgets: Sequence[float], defen
                  "mid_best": worst_at.loc[best_mid, "accuracy"] * 100, "mid_noise_none": noise_at.loc["none", "accuracy"] * 100}
 
 
-def strong_readout(strong: Mapping[str, Mapping[int, Mapping[str, RobustnessResult]]],
-                   strong_flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *, names: Mapping[str, str],
-                   defended: Sequence[str], seeds: Sequence[int], largest_drop: float, use_strong: bool, n_strong: int,
-                   n_adaptive: int) -> tuple[list[str], dict]:
+def added_rows(cascades: Mapping[str, Mapping[int, Cascade]], *, names: Mapping[str, str]) -> list[dict]:
+    """Per model and attack of the cascade (``"PGD worst"`` first), the digit-budget pairs it broke first, summed over
+    seeds and strong budgets."""
+    return [{"model": names[spec], "attack": attack, "pairs": int(counts.sum())}
+            for spec, by in cascades.items() for attack, counts in added_counts(by).items()]
+
+
+def design_glued(*, n_digits: int, n_seeds: int, n_models: int) -> dict:
+    """C6's design, by glue name (:func:`helpers.studies.shares.c6_design`)."""
+    design = c6_design(n_digits=n_digits, n_seeds=n_seeds, n_models=n_models)
+    return {"design_digits": n_digits, "design_seeds": n_seeds, "design_se": design.standard_error * 100,
+            "design_detectable": design.detectable * 100, "design_power": POWER * 100, "pilot": PILOT}
+
+
+def strong_readout(cascades: Mapping[str, Mapping[int, Cascade]], flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *,
+                   names: Mapping[str, str], defended: Sequence[str]) -> tuple[list[str], dict]:
     """Square's wins per model (``"label: n digit-budget pairs"``, for C6) and the strong attacks' glue."""
-    free_wins = [f"{names[s]}: {n} digit-budget pairs" for s, n in square_wins(strong, strong_flags, seeds=seeds).items() if n]
-    exact_wins = [names[s] for s in exact_gradient_wins(strong, defended=defended, seeds=seeds)]
-    return free_wins, strong_glued(exact_wins=exact_wins, n_defended=len(defended), gradient_free_wins=free_wins,
-                                   largest_drop=largest_drop, use_strong=use_strong, n_strong=n_strong, n_adaptive=n_adaptive)
+    free_wins = [f"{names[s]}: {n} digit-budget pairs" for s, n in square_wins(cascades).items() if n]
+    additions = {names[s]: n for s, n in gradient_additions(cascades, defended=defended).items()}
+    return free_wins, strong_glued(additions=additions, gradient_free_wins=free_wins, largest_drop=largest_gap(flags))

@@ -13,17 +13,18 @@ import numpy as np
 import pandas as pd
 
 from helpers.attacks.adaptive import RobustnessStudy, bpda_model, transfer_rates
-from helpers.core.contract import RobustnessResult
+from helpers.attacks.registry import attacks_of
 from helpers.core.paths import relative
 from helpers.core.stats import bootstrap_ci
 from helpers.defences.filters import Defence
 from helpers.studies import adaptive_study as study
 from helpers.studies.adaptive_readouts import evaluation_text
 from helpers.studies.adaptive_study import curve_rows, noise_like, robustness_image_rows
+from helpers.studies.cascade import Cascade, cascade, cascade_flags, doubled_effort
 from helpers.studies.evaluate import attack_evaluation
 from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
-from helpers.studies.sanity import failed_checks, sanity_checks
-from helpers.studies.shares import EvaluationChoice, StudyDigits, c6_shares, share_statistic
+from helpers.studies.sanity import failed_checks, failed_positive_only, sanity_checks
+from helpers.studies.shares import C6Design, StudyDigits, c6_design, robust_shares, share_statistic
 from helpers.studies.verdicts import adaptive_verdict
 
 NOISE_CONTROL = "control: + random noise of the same ‖δ‖₂"
@@ -150,46 +151,64 @@ def every_curve(flags: Mapping[str, Mapping[int, np.ndarray]]) -> dict[str, np.n
 
 @dataclass(frozen=True)
 class StrongStudy:
-    """The strong attacks on every model and seed, on the strong subset of chapter 6's digits."""
+    """The strong attacks on every model and seed, as a cascade (:mod:`helpers.studies.cascade`) on every digit."""
 
     grid: np.ndarray  # ε = 0 and the strong budgets
     at: list[int]  # their positions in the PGD grid
-    results: dict[str, dict[int, dict[str, RobustnessResult]]]  # model → seed → attack → result
-    flags: dict[str, dict[str, dict[int, np.ndarray]]]  # model → attack → seed → (budgets, images) flags, worst cases too
+    cascades: dict[str, dict[int, Cascade]]  # model → seed → what each attack broke first
+    flags: dict[str, dict[str, dict[int, np.ndarray]]]  # model → "PGD worst", each attack, worst cases → seed → (budgets, images)
 
 
 def strong_study(models: StudyModels, digits: StudyDigits, *, pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
-                 budgets: Sequence[float], grid: np.ndarray, steps: int, restarts: int, square_queries: int, seed: int
-                 ) -> StrongStudy:
-    """Every registered fixed-budget attack (:func:`helpers.studies.adaptive_study.strong_attacks`) on every model and
-    seed, combined with PGD's worst case (``pgd``: :func:`pgd_flags` per model) at the same budgets and digits."""
+                 budgets: Sequence[float], grid: np.ndarray, settings: Mapping) -> StrongStudy:
+    """Every registered fixed-budget attack on every model and seed and every digit of ``digits.images``, each only on
+    the (budget, digit) pairs PGD (``pgd``: :func:`pgd_flags` per model) and every earlier attack left correct.
+
+    ``settings``: ``steps``, ``restarts``, ``square_queries``, ``square_restarts`` and ``seed`` (the registry's).
+    The flags of an attack are "correct after it and every attack before it" (the cascade's order)."""
     at = [int(np.flatnonzero(np.isclose(budgets, e))[0]) for e in grid]
-    found = {spec: {k: study.strong_attacks(m, digits.xs, digits.ys, budgets=grid, steps=steps, restarts=restarts,
-                                            square_queries=square_queries, seed=seed) for k, m in by.items()}
-             for spec, by in models.by_seed.items()}
-    flags = {spec: study.combine_worst(found[spec], {k: pgd[spec]["worst"][k][at][:, digits.sub] for k in found[spec]})
-             for spec in found}
-    return StrongStudy(grid=grid, at=at, results=found, flags=flags)
+    found = {spec: {k: cascade(m, digits.images, digits.labels, budgets=grid, after_pgd=pgd[spec]["worst"][k][at], settings=settings)
+                    for k, m in by.items()} for spec, by in models.by_seed.items()}
+    return StrongStudy(grid=grid, at=at, cascades=found, flags={spec: cascade_flags(by) for spec, by in found.items()})
 
 
 def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStudy, *, studies: Mapping[int, RobustnessStudy],
                     pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], paper_rows: Sequence[Mapping],
-                    budgets: Sequence[float], steps: int, restarts: int, seed: int, n_images: int) -> list[dict]:
-    """Chapter 6's sanity checks with their inputs: twice the effort at the middle strong budget (first seed), the
-    defended models on the undefended model's PGD digits, and the count of zero input gradients."""
+                    budgets: Sequence[float], settings: Mapping, n_images: int) -> list[dict]:
+    """Chapter 6's sanity checks with their inputs: twice the effort on every seed and strong budget, Square alone
+    against the gradient attacks on the undefended model (first seed), the defended models on the undefended model's
+    PGD digits, and the count of zero input gradients (on the first digits, ``digits.xs``)."""
     middle = float(strong.grid[1:][(len(strong.grid) - 2) // 2])
     seeds, names = list(next(iter(models.by_seed.values()))), models.names
-    first = seeds[0]
-    more_effort = {names[s]: study.doubled_effort(m, strong.results[s][first], digits.xs, digits.ys, budget=middle,
-                                                  steps=steps, restarts=restarts, seed=seed)[1:] for s, m in models.models.items()}
-    transferred = {s: np.mean([study.transfer_accuracy(models.by_seed[s][k],
-                                                       studies[k].attacks["none"]["exact"].adversarial[strong.at][:, digits.sub],
-                                                       digits.ys, strong.flags[s]["worst"][k][0]) for k in seeds], axis=0)
+    steps, restarts, seed = settings["steps"], settings["restarts"], settings["seed"]
+    more_effort = {}
+    for s, by in models.by_seed.items():
+        runs = [doubled_effort(m, strong.cascades[s][k], digits.images, digits.labels, steps=steps, restarts=restarts, seed=seed)
+                for k, m in by.items()]
+        more_effort[names[s]] = (np.mean([r[1] for r in runs], axis=0)[1:], np.mean([r[2] for r in runs], axis=0)[1:])
+    square = square_alone(models.models["none"], digits.images, digits.labels, budgets=strong.grid, settings=settings)
+    reach = {names["none"]: (strong.flags["none"]["gradient worst"][seeds[0]].mean(axis=1)[1:], square[1:])}
+    transferred = {s: np.mean([study.transfer_accuracy(models.by_seed[s][k], studies[k].attacks["none"]["exact"].adversarial[strong.at],
+                                                       digits.labels, strong.flags[s]["worst"][k][0]) for k in seeds], axis=0)
                    for s in models.defended}
     zero = {names[s]: study.zero_gradient_count(m, digits.xs, digits.ys, radius=middle, seed=seed) for s, m in models.models.items()}
     return chapter6_checks(budgets=budgets, names=names, defended=models.defended, paper_rows=paper_rows, pgd=pgd,
-                           strong_flags=strong.flags, more_effort=more_effort, transferred=transferred, zero_gradients=zero,
-                           n_images=n_images, n_strong=len(digits.xs))
+                           strong_flags=strong.flags, more_effort=more_effort, square_reach=reach, transferred=transferred,
+                           zero_gradients=zero, n_images=n_images, n_strong=len(digits.images))
+
+
+def square_alone(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, budgets: Sequence[float], settings: Mapping
+                 ) -> np.ndarray:
+    """(B,) robust accuracy of ``model`` under the registered gradient-free attacks alone, on every digit and budget
+    (``budgets`` starts at ε = 0): how close an attack that never reads a gradient gets to the gradient attacks."""
+    correct = None
+    for spec in attacks_of("fixed_budget"):
+        if spec.gradient_free:
+            found = spec.run(model, images, labels, budgets=budgets, settings=settings).correct
+            correct = found if correct is None else correct & found
+    if correct is None:
+        raise ValueError("no gradient-free fixed-budget attack is registered")
+    return correct.mean(axis=1)
 
 
 def chapter6_images(fits: Mapping[tuple[str, int], Any], digits: StudyDigits, strong: StrongStudy, *,
@@ -197,29 +216,29 @@ def chapter6_images(fits: Mapping[tuple[str, int], Any], digits: StudyDigits, st
     """Every row of ``robustness_images.csv`` (:func:`chapter6_image_rows` of every model and seed, in order)."""
     return [row for spec, by in strong.flags.items() for k in by["worst"] for row in chapter6_image_rows(
         model=spec, seed=k, model_file=relative(fits[spec, k].path), pick=digits.pick, labels=digits.labels, budgets=budgets,
-        pgd_worst=pgd[spec]["worst"][k], sub=digits.sub, strong_budgets=strong.grid, strong_worst=by["worst"][k])]
+        pgd_worst=pgd[spec]["worst"][k], strong_budgets=strong.grid, strong_worst=by["worst"][k])]
 
 
 def chapter6_image_rows(
     *, model: str, seed: int, model_file: str, pick: np.ndarray, labels: np.ndarray, budgets: Sequence[float],
-    pgd_worst: np.ndarray, sub: slice, strong_budgets: Sequence[float], strong_worst: np.ndarray,
+    pgd_worst: np.ndarray, strong_budgets: Sequence[float], strong_worst: np.ndarray,
 ) -> list[dict]:
-    """One model's rows of ``robustness_images.csv``: the clean digits (ε = 0, ``"clean"``), PGD's worst case on every
-    digit, the strongest on the subset. ``pgd_worst`` starts at ε = 0."""
+    """One model's rows of ``robustness_images.csv``: the clean digits (ε = 0, ``"clean"``), PGD's worst case and the
+    strongest worst case on every digit. ``pgd_worst`` starts at ε = 0."""
     common = dict(model=model, seed=seed, model_file=model_file)
     clean = [{**common, "test_index": int(index), "label": int(labels[i]), "budget": 0.0, "evaluation": "clean",
               "broken": not bool(pgd_worst[0, i])} for i, index in enumerate(pick)]  # ε = 0: the clean digit
     return (clean + robustness_image_rows(**common, labels=labels, test_index=pick, budgets=budgets, correct=pgd_worst,
                                           evaluation="PGD worst case")
-            + robustness_image_rows(**common, labels=labels[sub], test_index=pick[sub], budgets=strong_budgets,
+            + robustness_image_rows(**common, labels=labels, test_index=pick, budgets=strong_budgets,
                                     correct=strong_worst, evaluation="strongest worst case"))
 
 
 def chapter6_checks(
     *, budgets: Sequence[float], names: Mapping[str, str], defended: Sequence[str], paper_rows: Sequence[Mapping],
     pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], strong_flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
-    more_effort: Mapping[str, tuple[np.ndarray, np.ndarray]], transferred: Mapping[str, np.ndarray],
-    zero_gradients: Mapping[str, tuple[int, int]], n_images: int, n_strong: int,
+    more_effort: Mapping[str, tuple[np.ndarray, np.ndarray]], square_reach: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    transferred: Mapping[str, np.ndarray], zero_gradients: Mapping[str, tuple[int, int]], n_images: int, n_strong: int,
 ) -> list[dict]:
     """Chapter 6's sanity checks (:func:`helpers.studies.sanity.sanity_checks`) from its PGD and strong-attack flags.
 
@@ -231,7 +250,7 @@ def chapter6_checks(
         budgets=budgets, unbounded_success=best_success(paper_rows, names),
         curves={names[s]: every_curve({**pgd[s], **strong_flags[s]}) for s in pgd},
         worst={names[s]: seed_mean(pgd[s]["worst"]) for s in pgd}, noise={names[s]: seed_mean(pgd[s]["noise"]) for s in pgd},
-        more_effort=more_effort, transfer={names[s]: (seed_mean(strong_flags[s]["worst"]), transferred[s]) for s in defended},
+        more_effort=more_effort, square_reach=square_reach, transfer={names[s]: (seed_mean(strong_flags[s]["worst"]), transferred[s]) for s in defended},
         zero_gradients=zero_gradients, n_images=n_images, n_strong=n_strong)
 
 
@@ -249,26 +268,32 @@ class C6Claim:
     shares: dict[str, np.ndarray]
     gains: dict
     verdict: dict
+    design: C6Design
 
 
-def c6_claim(models: StudyModels, strong: StrongStudy, choice: EvaluationChoice, *, pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
-             checks: Sequence[Mapping], gradient_free_wins: Sequence[str], n_adaptive: int, n_resamples: int, seed: int
-             ) -> C6Claim:
-    """C6 (:func:`helpers.studies.verdicts.adaptive_verdict`) from the worst case ``choice`` picks (strong attacks on the
-    subset, or PGD on every digit; :func:`helpers.studies.shares.evaluation_choice`), every model and seed."""
+def c6_claim(models: StudyModels, strong: StrongStudy, *, checks: Sequence[Mapping], gradient_free_wins: Sequence[str],
+             n_resamples: int, seed: int) -> C6Claim:
+    """C6 (:func:`helpers.studies.verdicts.adaptive_verdict`) from the strongest worst case on every digit, every model and
+    seed, with the design's smallest detectable gain (:func:`helpers.studies.shares.c6_design`) in its evidence."""
     seeds, names = list(next(iter(models.by_seed.values()))), models.names
-    n_strong = next(iter(strong.flags["none"]["worst"].values())).shape[1]
-    shares = c6_shares(choice, strong_worst={s: f["worst"] for s, f in strong.flags.items()},
-                       pgd_worst={s: pgd[s]["worst"] for s in strong.flags}, at=strong.at, seeds=seeds, names=names,
-                       budgets=strong.grid)
+    n_digits = next(iter(strong.flags["none"]["worst"].values())).shape[1]
+    shares = {names[s]: robust_shares(np.stack([f["worst"][k] for k in seeds]), budgets=strong.grid) for s, f in strong.flags.items()}
     statistic = share_statistic(strong.grid)
+    design = c6_design(n_digits=n_digits, n_seeds=len(seeds), n_models=len(models.defended))
 
     def decided(bootstrap_seed: int) -> tuple[dict, dict]:
         gains = study.paired_gains(shares, reference=names["none"], n_resamples=n_resamples, seed=bootstrap_seed)
         return gains, adaptive_verdict(gains, statistic=statistic, failed_checks=failed_checks(checks), n_checks=len(checks),
-                                       evaluation=evaluation_text(use_strong=choice.use_strong, n_strong=n_strong,
-                                                                  n_adaptive=n_adaptive), gradient_free_wins=gradient_free_wins)
+                                       evaluation=evaluation_text(n_digits=n_digits, n_seeds=len(seeds)),
+                                       gradient_free_wins=gradient_free_wins, weak_checks=failed_positive_only(checks),
+                                       design=design.sentence())
 
     gains, verdict = decided(seed)
     verdict = with_stability(verdict, [decided(other_bootstrap_seed(seed, i))[1]["verdict"] for i in range(BOOTSTRAP_SEEDS)])
-    return C6Claim(statistic=statistic, shares=shares, gains=gains, verdict=verdict)
+    return C6Claim(statistic=statistic, shares=shares, gains=gains, verdict=verdict, design=design)
+
+
+def design_record(design: C6Design) -> dict:
+    """C6's design as ``adaptive_claims.json`` records it."""
+    return {"digits": design.n_digits, "seeds": design.n_seeds, "models": design.n_models,
+            "standard_error": design.standard_error, "detectable": design.detectable}

@@ -267,7 +267,7 @@ TRANSFER_CONTROLS = Table("transfer_controls.csv", "adversarial digits made on t
 ADAPTIVE_PAPER_ATTACK = Table("adaptive_paper_attack.csv", "the paper's attack with exact and BPDA gradients (chapter 6)", _columns(
     f"model:str defence:str gradient:str {_SUMMARY} median_l2_lo:float median_l2_hi:float"))
 ADAPTIVE_CLAIMS = Document("adaptive_claims.json", "the verdict on C6 and what it relied on (chapter 6)",
-                           ("C6", "sanity", "models", "reference_budget", "evaluation", "strong_vs_pgd"))
+                           ("C6", "sanity", "models", "reference_budget", "design", "strong_vs_pgd"))
 
 # -- chapter 7: randomized smoothing and adversarial training (first page), beside the blur (second page)
 TRUSTED = Document("trusted.json", "randomized smoothing and adversarial training: clean accuracy, CPU cost, PGD curve and the "

@@ -1,8 +1,8 @@
-"""What chapters 6 and 7 share to reach C6 and C7: the same digits, the evaluation C6 stands on, the robust
-shares and the gains compared at a family-wise level.
+"""What chapters 6 and 7 share to reach C6 and C7: the same digits, C6's design, the robust shares and the gains
+compared at a family-wise level.
 
-* :func:`study_digits` — chapter 6's digits (and its strong subset), drawn once; chapter 7 reads the same ones.
-* :func:`evaluation_choice` — whether C6 stands on the strong attacks' worst case or on PGD's.
+* :func:`study_digits` — chapter 6's digits (and chapter 7's subset, their first), drawn once; chapter 7 reads the same ones.
+* :func:`c6_design` — the smallest gain C6's digits and seeds detect, planned before the data.
 * :func:`robust_shares` — the per-seed, per-image robust share over the strong budgets.
 * :func:`family_level` and :func:`alternative_gains` — chapter 7's comparisons of the blur with each alternative.
 """
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from helpers.core.validate import check_int
 from helpers.studies.adaptive_study import Gain, paired_gains, robust_share
-from helpers.studies.verdicts import FAMILY_ALPHA, MIN_ACCURACY_EFFECT, Alternative
+from helpers.studies.verdicts import FAMILY_ALPHA, PLANNING_VARIANCE, POWER, Alternative
 
 
 @dataclass(frozen=True)
@@ -49,33 +50,35 @@ def study_digits(x_test: np.ndarray, y_test: np.ndarray, *, n_adaptive: int, str
 
 
 @dataclass(frozen=True)
-class EvaluationChoice:
-    """Which worst case C6 stands on: the strong attacks' (on the subset) or PGD's (on every digit)."""
+class C6Design:
+    """C6's design and its power, computed from the planning variances before any attack runs."""
 
-    largest_drop: float  # the largest mean lowering of robust accuracy by the strong attacks over PGD
-    use_strong: bool
+    n_digits: int
+    n_seeds: int
+    n_models: int
+    standard_error: float  # planned standard error of a defended model's gain in robust share
+    detectable: float  # the smallest true gain found (Holm p < α, interval above 0) with probability POWER
 
-    @property
-    def name(self) -> str:
-        """``"strongest"`` or ``"PGD"``, as ``adaptive_claims.json`` records it."""
-        return "strongest" if self.use_strong else "PGD"
+    def sentence(self) -> str:
+        """The design in words, for the verdict's evidence."""
+        return (f"the design ({self.n_digits} digits × {self.n_seeds} seeds) detects a gain of {self.detectable:.1%} or more "
+                f"with {POWER:.0%} power (planned standard error {self.standard_error:.1%})")
 
 
-def evaluation_choice(strong_flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *, seeds: Sequence[int]
-                      ) -> EvaluationChoice:
-    """The strong attacks decide C6 when they lower robust accuracy below PGD's by more than ``MIN_ACCURACY_EFFECT``.
+def c6_design(*, n_digits: int, n_seeds: int, n_models: int) -> C6Design:
+    """The smallest gain in robust share the C6 comparison detects with probability :data:`POWER`.
 
-    Args:
-        strong_flags: per model, the (budgets, images) flags per seed of ``"PGD worst"`` and ``"worst"`` (every
-            attack) on the strong subset; the first budget is ε = 0 and is left out.
-        seeds: the training seeds to average over.
-    """
-    if not strong_flags or not len(seeds):
-        raise ValueError("strong_flags: expected at least one model and one seed")
-    lowering = {spec: np.mean([flags["PGD worst"][k].mean(axis=1) - flags["worst"][k].mean(axis=1) for k in seeds], axis=0)
-                for spec, flags in strong_flags.items()}
-    largest_drop = max(float(v[1:].max()) for v in lowering.values())
-    return EvaluationChoice(largest_drop=largest_drop, use_strong=largest_drop > MIN_ACCURACY_EFFECT)
+    The planned variance of a gain (defended minus undefended mean share) is
+    ``PLANNING_VARIANCE["digit"] / N + PLANNING_VARIANCE["seed"] / S + PLANNING_VARIANCE["residual"] / (N·S)`` for N
+    digits and S seeds per model; a gain is detected when its family-wise interval (two-sided 1 − α/m for m defended
+    models) lies above 0, so the smallest detectable one is (z_{1−α/2m} + z_power) standard errors."""
+    n_digits = check_int("n_digits", n_digits, minimum=1)
+    n_seeds = check_int("n_seeds", n_seeds, minimum=1)
+    n_models = check_int("n_models", n_models, minimum=1)
+    v = PLANNING_VARIANCE
+    error = float(np.sqrt(v["digit"] / n_digits + v["seed"] / n_seeds + v["residual"] / (n_digits * n_seeds)))
+    z = NormalDist().inv_cdf(1 - FAMILY_ALPHA / (2 * n_models)) + NormalDist().inv_cdf(POWER)
+    return C6Design(n_digits=n_digits, n_seeds=n_seeds, n_models=n_models, standard_error=error, detectable=z * error)
 
 
 def budget_set(grid: Sequence[float]) -> str:
@@ -93,20 +96,6 @@ def robust_shares(flags: Sequence[np.ndarray] | np.ndarray, *, budgets: Sequence
     if not len(flags):
         raise ValueError("flags: expected the flags of at least one seed")
     return np.stack([robust_share(f, budgets, up_to=float(budgets[-1])) for f in flags])
-
-
-def c6_shares(
-    choice: EvaluationChoice, *, strong_worst: Mapping[str, Mapping[int, np.ndarray]], pgd_worst: Mapping[str, Mapping[int, np.ndarray]],
-    at: Sequence[int], seeds: Sequence[int], names: Mapping[str, str], budgets: Sequence[float],
-) -> dict[str, np.ndarray]:
-    """Per model name, the (seeds, images) robust shares C6 compares: on the strong worst case or PGD's, as chosen.
-
-    Args:
-        strong_worst: per model, seed → (strong budgets, subset) flags of every attack's worst case.
-        pgd_worst: per model, seed → (budgets, images) flags of PGD's worst case; ``at`` picks the strong budgets.
-    """
-    chosen = {spec: [strong_worst[spec][k] if choice.use_strong else pgd_worst[spec][k][at] for k in seeds] for spec in strong_worst}
-    return {names[s]: robust_shares(np.stack(flags), budgets=budgets) for s, flags in chosen.items()}
 
 
 def family_level(n_compared: int) -> float:

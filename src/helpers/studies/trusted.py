@@ -184,7 +184,7 @@ def adversarial_training_checks(models: Mapping[int, keras.Model], digits: Study
         curves={label: {f"{a}, seed {k}": f.mean(axis=1) for a, by in {"PGD": pgd, **found.flags}.items() for k, f in by.items()}},
         worst={label: found.pgd_accuracy()},
         noise={label: np.mean([s.noise["AT"].accuracy for s in found.studies.values()], axis=0)},
-        more_effort={label: doubled_effort(models[first], found.strong[first], digits.xs, digits.ys, budget=middle, steps=steps,
+        square_reach={}, more_effort={label: doubled_effort(models[first], found.strong[first], digits.xs, digits.ys, budget=middle, steps=steps,
                                            restarts=restarts, seed=seed)[1:]},
         transfer={}, zero_gradients={label: zero_gradient_count(models[first], digits.xs, digits.ys, radius=middle, seed=seed)},
         n_images=n_images, n_strong=len(digits.xs))
