@@ -25,7 +25,7 @@ from helpers.studies.evaluate import attack_evaluation
 from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
 from helpers.studies.sanity import failed_checks, failed_positive_only, sanity_checks
 from helpers.studies.shares import C6Design, StudyDigits, c6_design, robust_shares, share_statistic
-from helpers.studies.verdicts import adaptive_verdict
+from helpers.studies.verdicts import PLANNED_MODELS, adaptive_verdict
 
 NOISE_CONTROL = "control: + random noise of the same ‖δ‖₂"
 
@@ -279,7 +279,7 @@ def c6_claim(models: StudyModels, strong: StrongStudy, *, checks: Sequence[Mappi
     n_digits = next(iter(strong.flags["none"]["worst"].values())).shape[1]
     shares = {names[s]: robust_shares(np.stack([f["worst"][k] for k in seeds]), budgets=strong.grid) for s, f in strong.flags.items()}
     statistic = share_statistic(strong.grid)
-    design = c6_design(n_digits=n_digits, n_seeds=len(seeds), n_models=len(models.defended))
+    design = c6_design(n_digits=n_digits, n_seeds=len(seeds), n_models=PLANNED_MODELS)  # as planned, before the models were known
 
     def decided(bootstrap_seed: int) -> tuple[dict, dict]:
         gains = study.paired_gains(shares, reference=names["none"], n_resamples=n_resamples, seed=bootstrap_seed)

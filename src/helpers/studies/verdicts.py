@@ -304,7 +304,9 @@ def adaptive_verdict(
         shown = "nothing: " + "; ".join(notes)
     parts = [f"{k}: {g.effect:+.1%} [{g.low:+.1%}, {g.high:+.1%}] (bounds ± {max(g.low_mc, g.high_mc):.1%} Monte-Carlo), "
              f"Holm p = {g.p_holm:.3f} ± {g.p_mc:.3f}" for k, g in gains.items()]
-    passed = f"; sanity checks passed: {n_checks - len(failed_checks)} of {n_checks}" if n_checks else ""
+    passed = f"; sanity checks passed: {n_checks - len(failed_checks) - len(weak_checks)} of {n_checks}" if n_checks else ""
+    if weak_checks and not any("too weak" in note for note in notes):
+        passed += f" (failed, forbidding a positive verdict only: {', '.join(weak_checks)})"
     evidence = (f"{evaluation}; most favourable: {name}. Gain in {statistic} over the undefended model: " + "; ".join(parts)
                 + passed + (f"; {design}" if design else "") + ("" if not notes else ". " + "; ".join(notes)))
     return {"verdict": verdict, "rule": rule, "measure": statistic, "effect": best.effect, "low": best.low, "high": best.high,
