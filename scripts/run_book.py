@@ -6,7 +6,7 @@
 A notebook is re-executed only when its source, its parameters, the helpers package or a notebook it needs
 (helpers.book.profiles.NEEDS) changed, or when a results file it wrote was changed since (a chapter rerun in JupyterLab,
 say): then it and every chapter that needs it run again. Otherwise the executed copy in book/executed/ is kept. Two notebooks run at once
-where NEEDS allows it (--jobs 1: one at a time, in book order); the chapters that time things run alone. Wall time,
+where NEEDS allows it (--jobs 1: one at a time, in book order; else chapter 6 first when it may start); the chapters that time things run alone. Wall time,
 CPU time and peak memory of each run go to data/results/run_log.json (read by the reproducibility chapter).
 """
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from helpers.book.notebook import LAB_PROFILE_ENV  # noqa: E402
 from helpers.book.preflight import preflight  # noqa: E402
-from helpers.book.profiles import NEEDS, NOTEBOOKS, RUNS_ALONE, parameters_cell, profile_parameters  # noqa: E402
+from helpers.book.profiles import NEEDS, NOTEBOOKS, RUNS_ALONE, STARTS_FIRST, parameters_cell, profile_parameters  # noqa: E402
 from helpers.core import io, paths  # noqa: E402
 from helpers.core.io import file_sha256, package_versions  # noqa: E402
 from helpers.studies import results  # noqa: E402
@@ -147,11 +147,13 @@ def with_dependents(names: Collection[str]) -> list[str]:
 
 
 def startable(pending: Sequence[str], *, done: Collection[str], running: Collection[str], jobs: int) -> list[str]:
-    """The pending notebooks to start now, in book order: those whose NEEDS have all run, with at most ``jobs``
-    running at once. A notebook of RUNS_ALONE starts only when nothing else runs, nothing starts beside it, and
-    while it waits for the others to finish no notebook after it starts."""
+    """The pending notebooks to start now: those whose NEEDS have all run, with at most ``jobs`` running at once, in
+    book order (with more than one job, STARTS_FIRST before the others). A notebook of RUNS_ALONE starts only when
+    nothing else runs, nothing starts beside it, and while it waits for the others to finish no notebook after it
+    starts."""
     start: list[str] = []
-    for name in pending:
+    order = sorted(pending, key=lambda name: name not in STARTS_FIRST) if jobs > 1 else pending
+    for name in order:
         busy = [*running, *start]
         if len(busy) >= jobs or any(other in RUNS_ALONE for other in busy):
             break

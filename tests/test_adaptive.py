@@ -8,6 +8,7 @@ from helpers.attacks.adaptive import (
     bpda_model,
     input_gradient,
     models_under_test,
+    needs_bpda,
     pgd_l2,
     random_noise,
     robustness_study,
@@ -61,6 +62,14 @@ def test_bpda_forward_is_the_model_and_backward_skips_the_filter(defence):
     # The copy shares the weights and leaves the original model untouched.
     assert {id(w) for w in attacker.weights} == {id(w) for w in model.weights}
     assert len(filter_layers(model)) == 1
+
+
+def test_bpda_runs_where_the_filter_is_not_linear():
+    def small(**defence):
+        return build_model("small_cnn", input_shape=(12, 12, 1), num_classes=3, **defence)
+
+    assert needs_bpda(small(defence="median:3"))
+    assert not needs_bpda(small(defence="gaussian:1.5")) and not needs_bpda(small())
 
 
 def test_bpda_needs_a_defended_keras_model():
@@ -189,7 +198,7 @@ def test_robustness_study_attacks_defended_models_twice_and_pairs_images(trained
 def test_models_under_test_names_each_role_once():
     roles = models_under_test(["none", "gaussian:1.5", "gaussian:3", "median:3"], {"best_gaussian": "gaussian:1.5", "best_median": "median:3"})
     assert list(roles) == ["none", "gaussian:1.5", "median:3"]
-    assert roles["gaussian:1.5"] == "the paper's choice; best Gaussian of chapter 5"
+    assert roles["gaussian:1.5"] == "the paper's choice; best Gaussian on validation"
     assert list(models_under_test(["none", "gaussian:2"], {"best_gaussian": "gaussian:2", "best_median": None})) == ["none", "gaussian:2"]
 
 

@@ -89,11 +89,14 @@ def test_square_wins_and_what_each_gradient_added():
     masked = _cascade({"APGD-CE exact": none, "Square": _pairs(1, 2)})
     assert square_wins({"m": {0: masked, 1: masked}}) == {"m": 4}  # summed over seeds
     assert gradient_additions({"g": {0: found}}, defended=["g"]) == {"g": (1, 2)}
+    assert gradient_additions({"m": {0: masked}}, defended=["m"]) == {"m": (0, None)}  # BPDA did not run: a linear filter
 
 
 def test_strong_glued_and_evaluation_text():
     glued = strong_glued(additions={"G": (3, 1)}, gradient_free_wins=[], largest_drop=0.01)
     assert "G: 3 with the exact gradient, 1 with BPDA" in glued["gradient_sentence"] and glued["largest_drop"] == 1.0
+    assert "L: 2 with the exact gradient, BPDA not run" in strong_glued(additions={"L": (2, None)}, gradient_free_wins=[],
+                                                                         largest_drop=0.0)["gradient_sentence"]
     assert "no sign of gradient masking" in glued["square_sentence"]
     glued = strong_glued(additions={}, gradient_free_wins=["G: 3 digit-budget pairs"], largest_drop=0.1)
     assert "C6 cannot be confirmed" in glued["square_sentence"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.book.profiles import NEEDS, NOTEBOOKS, PROFILES, RUNS_ALONE
+from helpers.book.profiles import NEEDS, NOTEBOOKS, PROFILES, RUNS_ALONE, STARTS_FIRST
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -114,7 +114,7 @@ def _reads_and_writes(name: str) -> tuple[set[str], set[str]]:
 
 
 def test_needs_name_earlier_notebooks_and_cover_every_results_file_read():
-    assert list(NEEDS) == list(NOTEBOOKS) and set(RUNS_ALONE) <= set(NOTEBOOKS)
+    assert list(NEEDS) == list(NOTEBOOKS) and set(RUNS_ALONE) | set(STARTS_FIRST) <= set(NOTEBOOKS)
     writer = {}
     for name in NOTEBOOKS:
         assert all(NOTEBOOKS.index(need) < NOTEBOOKS.index(name) for need in NEEDS[name]), name
@@ -163,6 +163,15 @@ def test_scheduler_keeps_needs_and_lets_timing_chapters_run_alone(jobs):
     else:  # what needs nothing starts at once, in book order: chapter 1 beside chapter 4 (and chapter 7's first page)
         assert [name for name, start, _ in spans if start == 0] == ["01_attack", "04_training", "07_trusted"][:jobs]
         assert end["06_adaptive"] < sum(seconds.values()) - seconds["01_attack"]
+
+
+def test_the_longest_chapter_starts_first_when_several_may():
+    from run_book import startable
+
+    done = {"01_attack", "02_gaussian", "03_median", "04_training"}
+    pending = [name for name in NOTEBOOKS if name not in done]
+    assert startable(pending, done=done, running=[], jobs=2) == ["06_adaptive", "05_results"]
+    assert startable(pending, done=done, running=[], jobs=1) == ["05_results"]  # one at a time: book order
 
 
 # ---------------------------------------------------------------- the book as its readers meet it

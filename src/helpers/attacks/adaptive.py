@@ -336,16 +336,17 @@ class RobustnessStudy:
         return np.logical_and.reduce([r.correct for r in self.attacks[model].values()])
 
 
-def models_under_test(evaluated, claims) -> dict[str, str]:
-    """The defences to attack, each with its role: no defence, the paper's σ = 1.5 (when chapter 5 evaluated
-    it), and chapter 5's best Gaussian and best median by the paper's score (``paper_claims.json``)."""
+def models_under_test(evaluated, choices) -> dict[str, str]:
+    """The defences to attack, each with its role: no defence, the paper's σ = 1.5 (when it is among the
+    ``evaluated`` filters), and the best Gaussian and best median by the paper's score on the validation split
+    (``choices``: :func:`helpers.studies.scores.validation_choices`, chapter 4)."""
     evaluated = [str(spec) for spec in evaluated]
     picks = [("none", "no defence")]
     if "gaussian:1.5" in evaluated:
         picks.append(("gaussian:1.5", "the paper's choice"))
     for kind in FILTER_KINDS.values():
-        key, role = f"best_{kind.name}", f"best {kind.title} of chapter 5"
-        spec = claims.get(key)
+        key, role = f"best_{kind.name}", f"best {kind.title} on validation"
+        spec = choices.get(key)
         if spec:
             picks.append((str(spec), role))
     roles: dict[str, str] = {}
@@ -357,6 +358,14 @@ def models_under_test(evaluated, claims) -> dict[str, str]:
 def has_defence(model: keras.Model) -> bool:
     """Whether ``model`` contains a Gaussian or median layer."""
     return bool(filter_layers(model))
+
+
+def needs_bpda(model: keras.Model) -> bool:
+    """Whether ``model`` has a filter of a kind that is not linear (the median), where BPDA's identity may find what
+    the exact gradient misses. Through a linear filter (the Gaussian) the exact gradient is the true gradient of the
+    whole model, and BPDA only approximates it."""
+    return any(not kind.linear for layer in filter_layers(model) for kind in FILTER_KINDS.values()
+               if isinstance(layer, kind.layer_class))
 
 
 def robustness_study(

@@ -1,4 +1,4 @@
-"""The tables chapters 1 and 5 show their readers: headers in words, numbers formatted, intervals under the values."""
+"""The tables chapters 1, 4 and 5 show their readers: headers in words, numbers formatted, intervals under the values."""
 
 from __future__ import annotations
 
@@ -74,3 +74,17 @@ def resolution_table(rows: Sequence[Mapping[str, Any]], *, factor: int) -> Style
     return pd.DataFrame(rows).rename(columns=lambda c: words.get(c, c.replace("_", " "))).style.format(
         {"clean accuracy": "{:.1%}", "attack success": "{:.0%}", "mean ‖δ‖₂": "{:.2f}", "score": "{:.2f}", "σ": "{:g}",
          f"σ ÷ {factor}": "{:g}"}, na_rep="—").hide(axis="index")
+
+
+def validation_view(rows: Sequence[Mapping[str, Any]], choices: Mapping[str, str | None]) -> Styler:
+    """Chapter 4's table of what the validation split says of each filter, the choices marked."""
+    picked = {spec: [] for spec in choices.values() if spec}
+    for key, words in (("best_defence", "best score"), ("best_gaussian", "best Gaussian"), ("best_median", "best median")):
+        if choices.get(key):
+            picked[choices[key]].append(words)
+    table = pd.DataFrame([{"filter": row["label"], "validation accuracy": row["val_accuracy"],
+                           "mean ‖δ‖₂ (paper's attack)": row["val_mean_l2"], "paper's score": row["val_score"],
+                           "digits attacked": row["val_n_images"], "picked as": ", ".join(picked.get(row["defence"], []))}
+                          for row in rows])
+    return table.style.format({"validation accuracy": "{:.1%}", "mean ‖δ‖₂ (paper's attack)": "{:.2f}",
+                               "paper's score": "{:.2f}"}, na_rep="—").hide(axis="index")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from helpers.attacks.adaptive import bpda_model, has_defence
+from helpers.attacks.adaptive import bpda_model, needs_bpda
 from helpers.attacks.apgd import apgd_l2
 from helpers.attacks.registry import ATTACKS, attacks_of
 from helpers.core.validate import check_int
@@ -62,6 +62,7 @@ class Cascade:
 def cascade(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, budgets, after_pgd: np.ndarray,
             settings: Mapping) -> Cascade:
     """Every registered fixed-budget attack on ``model``, each on the (budget, digit) pairs still correct before it.
+    The BPDA attacks run where the model's filter is not linear (:func:`helpers.attacks.adaptive.needs_bpda`).
 
     Args:
         budgets: the B budgets (ε = 0 first: the clean digits, never attacked).
@@ -73,7 +74,7 @@ def cascade(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, budge
     if left.shape != (len(budgets), len(images)):
         raise ValueError(f"after_pgd: expected ({len(budgets)}, {len(images)}) flags, got shape {left.shape}")
     first = left.copy()
-    views = {"exact": model, "none": model, "BPDA": bpda_model(model) if has_defence(model) else None}
+    views = {"exact": model, "none": model, "BPDA": bpda_model(model) if needs_bpda(model) else None}
     broke = {}
     for spec in attacks_of("fixed_budget"):
         if views[spec.gradient] is None:

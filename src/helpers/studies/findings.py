@@ -1,4 +1,4 @@
-"""What chapters 1 and 5 say about their results: the numbers and sentences their prose glues, and the digits they show.
+"""What chapters 1, 4 and 5 say about their results: the numbers and sentences their prose glues, and the digits they show.
 
 Each function takes what the chapter measured (per-image arrays, the rows of a results file) and returns plain values
 — a dict by glue name, or the indices of the images to show — so that no statistic and no choice of words depends on
@@ -85,6 +85,22 @@ def paper_step_glue() -> dict[str, float]:
     inception, vgg = paper_units("inception_v3"), paper_units("vgg16")
     return {"units_inception": inception, "units_vgg": vgg, "alpha_inception": PAPER_ALPHA / inception,
             "alpha_vgg": PAPER_ALPHA / vgg, "alpha_ratio": vgg / inception}
+
+
+# --- Chapter 4: what the validation split picks ------------------------------------------------------------
+
+
+def validation_glue(validation: Sequence[Mapping], choices: Mapping[str, str | None]) -> dict[str, Any]:
+    """Chapter 4's closing sentence: the filters the validation split picks (:func:`helpers.studies.scores.validation_choices`),
+    which chapters 5 and 6 use, and how many validation digits each score attacks."""
+    def label(key: str) -> str:
+        return Defence.parse(choices[key]).label if choices.get(key) else "none (no filter has a score)"
+
+    return {
+        "n_validation_images": int(min(row["val_n_images"] for row in validation)),
+        "validation_sentence": f"By the paper's score the best filter is {label('best_defence')}, the best Gaussian "
+        f"{label('best_gaussian')} and the best median {label('best_median')}.",
+    }
 
 
 # --- Chapter 5: the minimum-norm attacks, the resolution study, the claims --------------------------------------

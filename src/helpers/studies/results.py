@@ -221,14 +221,14 @@ def transfer_table(kind: str) -> Table:
 # -- chapter 4: training
 TRAINING = Table("training.csv", "one row per defended model and training seed (chapter 4)", _columns(
     "defence:str label:str seed:int clean_accuracy:float train_accuracy:float model_file:str"))
+VALIDATION = Table("validation.csv", "what the validation split says of each filter; every choice is made here (chapter 4)",
+                   _columns("defence:str label:str kind:str val_accuracy:float val_mean_l2:float val_score:float val_n_images:int"))
 
 # -- chapter 5: the paper's score, every seed, three attacks
 _MEASURE = "success_rate:float mean_l2:float mean_l2_lo:float mean_l2_hi:float score:float score_lo:float score_hi:float"
 SCORES = Table("results.csv", "the paper's score per filter, on the paper's measure and the strongest (chapter 5)", _columns(
     "defence:str label:str kind:str parameter:float n_seeds:int n_images:int clean_accuracy:float accuracy_lo:float "
     f"accuracy_hi:float {_MEASURE} " + " ".join("strongest_" + c for c in _MEASURE.split()) + " other_reading_mean_l2:float"))
-VALIDATION = Table("validation.csv", "what the validation split says of each filter; every choice is made here (chapter 5)",
-                   _columns("defence:str label:str kind:str val_accuracy:float val_mean_l2:float val_score:float val_n_images:int"))
 MIN_NORM = Table("min_norm.csv", "median and mean ‖δ‖₂ per model and attack, intervals over seeds and images (chapter 5)", _columns(
     "defence:str label:str attack:str median_l2:float mean_l2:float median_lo:float median_hi:float mean_lo:float "
     "mean_hi:float success_rate:float n_images:int n_seeds:int"))
