@@ -12,6 +12,7 @@ from helpers.studies.adaptive_readouts import (
     evaluation_text,
     gradient_additions,
     gradient_rows,
+    measured_design_glued,
     median_sweep_sentence,
     middle_budget_glued,
     paper_attack_glued,
@@ -112,6 +113,18 @@ def test_added_rows_and_the_design_glue():
                     {"model": "G", "attack": "Square", "pairs": 2}]
     glued = design_glued(n_digits=150, n_seeds=5, n_models=3)
     assert glued["design_detectable"] > glued["design_se"] > 0 and glued["design_digits"] == 150
+
+
+def test_measured_design_says_whether_the_run_detects_gains_below_the_bar():
+    from helpers.studies.shares import C6Design
+
+    planned = C6Design(n_digits=150, n_seeds=5, n_models=3, standard_error=0.012, detectable=0.039)
+    wide = {"G": C6Design(150, 5, 3, 0.015, 0.049), "H": C6Design(150, 5, 3, 0.018, 0.058)}
+    text = measured_design_glued(wide, planned)["design_measured"]
+    assert "1.5–1.8 points (planned 1.2)" in text and "4.9–5.8 points" in text and "not below the 5-point bar" in text
+    text = measured_design_glued({"G": C6Design(150, 5, 3, 0.011, 0.036)}, planned)["design_measured"]
+    assert "is 1.1 points" in text and "below the 5-point bar, as planned" in text and "not below" not in text
+    assert "cannot check the plan" in measured_design_glued({}, planned)["design_measured"]
 
 
 def test_middle_budget_glued_reads_the_worst_case_at_the_middle_budget():

@@ -12,6 +12,8 @@ from helpers.studies.shares import (
     budget_set,
     c6_design,
     family_level,
+    gain_variance,
+    measured_design,
     robust_shares,
     share_statistic,
     study_digits,
@@ -47,6 +49,40 @@ def test_c6_design_detects_smaller_gains_with_more_digits_and_seeds_and_names_it
     assert "50 digits × 3 seeds" in base.sentence() and "80% power" in base.sentence()
     with pytest.raises(ValueError, match="n_seeds"):
         c6_design(n_digits=50, n_seeds=0, n_models=3)
+
+
+def _simulated(rng, *, seeds: int, digits: int, digit: float, seed: float, residual: float) -> np.ndarray:
+    return (np.sqrt(digit) * rng.standard_normal(digits)[None, :] + np.sqrt(seed) * rng.standard_normal(seeds)[:, None]
+            + np.sqrt(residual) * rng.standard_normal((seeds, digits)))
+
+
+def test_gain_variance_recovers_the_components_of_a_simulated_gain():
+    rng = np.random.default_rng(0)
+    reference = _simulated(rng, seeds=60, digits=600, digit=0.02, seed=0.001, residual=0.04)
+    defended = _simulated(rng, seeds=60, digits=600, digit=0.01, seed=0.002, residual=0.03)
+    found = gain_variance(defended, reference)  # the two models' digit effects are independent: 0.02 + 0.01
+    assert found["digit"] == pytest.approx(0.03, rel=0.2)
+    assert found["seed"] == pytest.approx(0.003, rel=0.4)
+    assert found["residual"] == pytest.approx(0.07, rel=0.05)
+    # Few seeds and a large residual: the digit variance of the per-digit gains is mostly residual, which is taken out.
+    reference = _simulated(rng, seeds=4, digits=600, digit=0.02, seed=0.001, residual=0.4)
+    defended = _simulated(rng, seeds=4, digits=600, digit=0.01, seed=0.002, residual=0.3)
+    assert gain_variance(defended, reference)["digit"] == pytest.approx(0.03, rel=0.4)
+    with pytest.raises(ValueError, match="defended"):
+        gain_variance(defended[:1], reference[:1])
+
+
+def test_measured_design_uses_the_runs_variances_and_needs_two_seeds():
+    rng = np.random.default_rng(1)
+    shares = {"none": _simulated(rng, seeds=5, digits=150, digit=0.05, seed=0.0, residual=0.05),
+              "blur": _simulated(rng, seeds=5, digits=150, digit=0.05, seed=0.0, residual=0.05)}
+    measured = measured_design(shares, reference="none", n_models=3)
+    assert list(measured) == ["blur"]
+    v = gain_variance(shares["blur"], shares["none"])
+    assert measured["blur"].standard_error == pytest.approx(np.sqrt(v["digit"] / 150 + v["seed"] / 5 + v["residual"] / 750))
+    planned = c6_design(n_digits=150, n_seeds=5, n_models=3)
+    assert measured["blur"].detectable / measured["blur"].standard_error == pytest.approx(planned.detectable / planned.standard_error)
+    assert measured_design({k: x[:1] for k, x in shares.items()}, reference="none", n_models=3) == {}
 
 
 def test_robust_shares_stack_one_row_per_seed_up_to_the_last_budget():

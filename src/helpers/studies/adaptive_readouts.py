@@ -15,7 +15,7 @@ from helpers.attacks.adaptive import bpda_model, input_gradient
 from helpers.attacks.registry import attack_names
 from helpers.defences.filters import Defence
 from helpers.studies.cascade import Cascade, added_counts
-from helpers.studies.shares import c6_design
+from helpers.studies.shares import C6Design, c6_design
 from helpers.studies.verdicts import MIN_ROBUST_GAIN, PILOT, POWER
 
 
@@ -186,6 +186,27 @@ def design_glued(*, n_digits: int, n_seeds: int, n_models: int) -> dict:
     design = c6_design(n_digits=n_digits, n_seeds=n_seeds, n_models=n_models)
     return {"design_digits": n_digits, "design_seeds": n_seeds, "design_se": design.standard_error * 100,
             "design_detectable": design.detectable * 100, "design_power": POWER * 100, "pilot": PILOT}
+
+
+def measured_design_glued(measured: Mapping[str, C6Design], planned: C6Design) -> dict:
+    """``design_measured``: how far C6's plan held — the standard error of a gain and the smallest gain detected with
+    :data:`POWER`, measured on this run's data (:func:`helpers.studies.shares.measured_design`), beside the plan."""
+    if not measured:
+        return {"design_measured": "With a single training seed the variance between seeds cannot be measured, so this "
+                                   "run cannot check the plan."}
+    errors = [d.standard_error * 100 for d in measured.values()]
+    smallest = [d.detectable * 100 for d in measured.values()]
+    def span(values: Sequence[float]) -> str:
+        return f"{min(values):.1f}" if f"{min(values):.1f}" == f"{max(values):.1f}" else f"{min(values):.1f}–{max(values):.1f}"
+
+    bar = MIN_ROBUST_GAIN * 100
+    verdict = (f"below the {bar:.0f}-point bar, as planned" if max(smallest) < bar else
+               f"not below the {bar:.0f}-point bar: a true gain of the bar's size could go unseen, and an *inconclusive* "
+               "verdict says less than the plan promised")
+    return {"design_measured": f"Measured the same way on this run's own data, the standard error of a gain is "
+                               f"{span(errors)} points (planned {planned.standard_error * 100:.1f}), so this run detects "
+                               f"gains of {span(smallest)} points or more with {POWER:.0%} power (planned "
+                               f"{planned.detectable * 100:.1f}): {verdict}."}
 
 
 def strong_readout(cascades: Mapping[str, Mapping[int, Cascade]], flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *,

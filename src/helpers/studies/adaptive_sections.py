@@ -293,7 +293,10 @@ def c6_claim(models: StudyModels, strong: StrongStudy, *, checks: Sequence[Mappi
     return C6Claim(statistic=statistic, shares=shares, gains=gains, verdict=verdict, design=design)
 
 
-def design_record(design: C6Design) -> dict:
-    """C6's design as ``adaptive_claims.json`` records it."""
+def design_record(design: C6Design, *, measured: Mapping[str, C6Design] | None = None) -> dict:
+    """C6's design as ``adaptive_claims.json`` records it: the plan, and per defended model the standard error and
+    smallest detectable gain measured on the run's data (:func:`helpers.studies.shares.measured_design`)."""
     return {"digits": design.n_digits, "seeds": design.n_seeds, "models": design.n_models,
-            "standard_error": design.standard_error, "detectable": design.detectable}
+            "standard_error": design.standard_error, "detectable": design.detectable,
+            "measured": {label: {"standard_error": d.standard_error, "detectable": d.detectable}
+                         for label, d in (measured or {}).items()}}

@@ -2,7 +2,8 @@
 compared at a family-wise level.
 
 * :func:`study_digits` — chapter 6's digits (and chapter 7's subset, their first), drawn once; chapter 7 reads the same ones.
-* :func:`c6_design` — the smallest gain C6's digits and seeds detect, planned before the data.
+* :func:`c6_design` — the smallest gain C6's digits and seeds detect, planned before the data;
+  :func:`measured_design` — the same from the run's own variances, to show how far the plan held.
 * :func:`robust_shares` — the per-seed, per-image robust share over the strong budgets.
 * :func:`family_level` and :func:`alternative_gains` — chapter 7's comparisons of the blur with each alternative.
 """
@@ -75,10 +76,52 @@ def c6_design(*, n_digits: int, n_seeds: int, n_models: int) -> C6Design:
     n_digits = check_int("n_digits", n_digits, minimum=1)
     n_seeds = check_int("n_seeds", n_seeds, minimum=1)
     n_models = check_int("n_models", n_models, minimum=1)
-    v = PLANNING_VARIANCE
-    error = float(np.sqrt(v["digit"] / n_digits + v["seed"] / n_seeds + v["residual"] / (n_digits * n_seeds)))
+    return _design(PLANNING_VARIANCE, n_digits=n_digits, n_seeds=n_seeds, n_models=n_models)
+
+
+def _design(variance: Mapping[str, float], *, n_digits: int, n_seeds: int, n_models: int) -> C6Design:
+    error = float(np.sqrt(variance["digit"] / n_digits + variance["seed"] / n_seeds
+                          + variance["residual"] / (n_digits * n_seeds)))
     z = NormalDist().inv_cdf(1 - FAMILY_ALPHA / (2 * n_models)) + NormalDist().inv_cdf(POWER)
     return C6Design(n_digits=n_digits, n_seeds=n_seeds, n_models=n_models, standard_error=error, detectable=z * error)
+
+
+def gain_variance(defended: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The variance components of a gain in robust share, measured the way :data:`PLANNING_VARIANCE` was: ``defended``
+    and ``reference`` are (seeds, digits) shares on the same digits; per model a two-way analysis of variance
+    (method of moments, negative estimates set to 0) gives the seed and residual variances, summed over the two
+    models, and the per-digit gains (mean over seeds) give the digit variance of the contrast."""
+    defended, reference = np.asarray(defended, float), np.asarray(reference, float)
+    if defended.ndim != 2 or defended.shape != reference.shape:
+        raise ValueError(f"defended, reference: expected two (seeds, digits) arrays of one shape, got {defended.shape} "
+                         f"and {reference.shape}")
+    n_seeds, n_digits = defended.shape
+    if n_seeds < 2 or n_digits < 2:
+        raise ValueError(f"defended: at least 2 seeds and 2 digits are needed to split the variance, got {defended.shape}")
+
+    def seed_and_residual(x: np.ndarray) -> tuple[float, float]:
+        rows, columns = x.mean(axis=1), x.mean(axis=0)
+        residual = float(((x - rows[:, None] - columns[None, :] + x.mean()) ** 2).sum() / ((n_seeds - 1) * (n_digits - 1)))
+        return max(0.0, (n_digits * float(rows.var(ddof=1)) - residual) / n_digits), residual
+
+    (seed_d, residual_d), (seed_r, residual_r) = seed_and_residual(defended), seed_and_residual(reference)
+    contrast = defended.mean(axis=0) - reference.mean(axis=0)
+    digit = max(0.0, float(contrast.var(ddof=1)) - (residual_d + residual_r) / n_seeds)
+    return {"digit": digit, "seed": seed_d + seed_r, "residual": residual_d + residual_r}
+
+
+def measured_design(shares: Mapping[str, np.ndarray], *, reference: str, n_models: int) -> dict[str, C6Design]:
+    """Per model of ``shares`` (label → (seeds, digits) robust shares) other than ``reference``: C6's design with the
+    variances measured on this run's data (:func:`gain_variance`) in place of the planning ones; empty with fewer than
+    2 seeds or digits."""
+    out: dict[str, C6Design] = {}
+    if min(np.shape(shares[reference])) < 2:  # one seed (or one digit): the variance cannot be split
+        return out
+    for label, share in shares.items():
+        if label != reference:
+            n_seeds, n_digits = np.shape(share)
+            out[label] = _design(gain_variance(share, shares[reference]), n_digits=n_digits, n_seeds=n_seeds, n_models=n_models)
+    return out
 
 
 def budget_set(grid: Sequence[float]) -> str:

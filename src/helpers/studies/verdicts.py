@@ -231,7 +231,7 @@ def best_by_kind(rows: Sequence[Mapping], *, column: str = "score") -> dict[str,
 
 MIN_ROBUST_GAIN = 0.05  # C6: the least gain in the robust share, stated before the data
 FAMILY_ALPHA = 0.05  # C6: family-wise error rate over the defended models compared (Holm)
-PLANNED_MODELS = 3  # C6: the defended models the design plans for (the paper's σ, chapter 5's best Gaussian and median)
+PLANNED_MODELS = 3  # C6: the defended models the design plans for (the paper's σ, the best Gaussian and median on validation)
 STRONG_IMAGES = "all, strong attacks"  # robustness.csv: the ``images`` of the curves C6 stands on
 POWER = 0.8  # C6: the probability with which the design must detect the smallest gain it names
 # C6's planning variances of a gain in robust share (defended minus undefended, both models' parts added), measured on
