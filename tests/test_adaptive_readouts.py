@@ -121,9 +121,10 @@ def test_measured_design_says_whether_the_run_detects_gains_below_the_bar():
     planned = C6Design(n_digits=150, n_seeds=5, n_models=3, standard_error=0.012, detectable=0.039)
     wide = {"G": C6Design(150, 5, 3, 0.015, 0.049), "H": C6Design(150, 5, 3, 0.018, 0.058)}
     text = measured_design_glued(wide, planned)["design_measured"]
-    assert "1.5–1.8 points (planned 1.2)" in text and "4.9–5.8 points" in text and "not below the 5-point bar" in text
+    assert "is 4.9 points for G and 5.8 points for H (planned 3.9; standard errors 1.5–1.8 points against 1.2 planned)" in text
+    assert "For H that is not below the 5-point bar" in text
     text = measured_design_glued({"G": C6Design(150, 5, 3, 0.011, 0.036)}, planned)["design_measured"]
-    assert "is 1.1 points" in text and "below the 5-point bar, as planned" in text and "not below" not in text
+    assert "errors 1.1 points" in text and "All lie below the 5-point bar, as planned." in text and "not below" not in text
     assert "cannot check the plan" in measured_design_glued({}, planned)["design_measured"]
 
 

@@ -117,3 +117,14 @@ def test_worst_and_middle_return_n_of_each_for_odd_n_and_few_successes():
     worst, middle = findings.worst_and_middle(rms, np.ones(8, bool), n=3)
     assert worst.tolist() == [7, 6, 5] and len(middle) == 3
     assert sorted(findings.worst_and_middle(rms, np.arange(8) < 4, n=10)[1].tolist()) == [0, 1, 2, 3]
+
+
+def test_validation_glue_names_the_picks_and_the_fewest_digits_attacked():
+    validation = [{"defence": "none", "val_n_images": 30}, {"defence": "gaussian:1", "val_n_images": 28},
+                  {"defence": "median:3", "val_n_images": 29}]
+    glued = findings.validation_glue(validation, {"best_defence": "gaussian:1", "best_gaussian": "gaussian:1",
+                                                  "best_median": "median:3"})
+    assert glued["n_validation_images"] == 28
+    assert glued["validation_sentence"] == ("By the paper's score the best filter overall is Gaussian σ=1, the best Gaussian "
+                                            "filter is Gaussian σ=1 and the best median filter is median 3×3.")
+    assert "none (no filter has a score)" in findings.validation_glue(validation, {"best_defence": None})["validation_sentence"]

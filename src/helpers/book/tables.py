@@ -87,4 +87,6 @@ def validation_view(rows: Sequence[Mapping[str, Any]], choices: Mapping[str, str
                            "digits attacked": row["val_n_images"], "picked as": ", ".join(picked.get(row["defence"], []))}
                           for row in rows])
     return table.style.format({"validation accuracy": "{:.1%}", "mean ‖δ‖₂ (paper's attack)": "{:.2f}",
-                               "paper's score": "{:.2f}"}, na_rep="—").hide(axis="index")
+                               "paper's score": "{:.2f}"}, na_rep="—").hide(axis="index").set_caption(
+        "What the validation digits say of each filter: accuracy (mean over seeds), the paper's attack (first seed's "
+        "model) and the paper's score, accuracy × mean ‖δ‖₂; the filters picked are marked")

@@ -145,7 +145,7 @@ def largest_gap(flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]]) -> 
 def strong_glued(*, additions: Mapping[str, tuple[int, int | None]], gradient_free_wins: Sequence[str],
                  largest_drop: float) -> dict:
     """The strong attacks' sentences: what each gradient added after PGD, the drop below PGD, Square's wins."""
-    parts = [f"{label}: {exact} with the exact gradient, " + (f"{bpda} with BPDA" if bpda is not None else "BPDA not run")
+    parts = [f"{label}: {exact} with the exact gradient, " + (f"{bpda} with BPDA" if bpda is not None else "BPDA not run (a linear filter)")
              for label, (exact, bpda) in additions.items()]
     return {
         "gradient_sentence": "After PGD, the APGD attacks broke these digit-budget pairs first (summed over seeds) — "
@@ -189,24 +189,24 @@ def design_glued(*, n_digits: int, n_seeds: int, n_models: int) -> dict:
 
 
 def measured_design_glued(measured: Mapping[str, C6Design], planned: C6Design) -> dict:
-    """``design_measured``: how far C6's plan held — the standard error of a gain and the smallest gain detected with
-    :data:`POWER`, measured on this run's data (:func:`helpers.studies.shares.measured_design`), beside the plan."""
+    """``design_measured``: how far C6's plan held — per defended model, the smallest gain detected with :data:`POWER`
+    and the standard error of its gain, measured on this run's data (:func:`helpers.studies.shares.measured_design`),
+    beside the plan."""
     if not measured:
         return {"design_measured": "With a single training seed the variance between seeds cannot be measured, so this "
                                    "run cannot check the plan."}
-    errors = [d.standard_error * 100 for d in measured.values()]
-    smallest = [d.detectable * 100 for d in measured.values()]
-    def span(values: Sequence[float]) -> str:
-        return f"{min(values):.1f}" if f"{min(values):.1f}" == f"{max(values):.1f}" else f"{min(values):.1f}–{max(values):.1f}"
-
     bar = MIN_ROBUST_GAIN * 100
-    verdict = (f"below the {bar:.0f}-point bar, as planned" if max(smallest) < bar else
-               f"not below the {bar:.0f}-point bar: a true gain of the bar's size could go unseen, and an *inconclusive* "
-               "verdict says less than the plan promised")
-    return {"design_measured": f"Measured the same way on this run's own data, the standard error of a gain is "
-                               f"{span(errors)} points (planned {planned.standard_error * 100:.1f}), so this run detects "
-                               f"gains of {span(smallest)} points or more with {POWER:.0%} power (planned "
-                               f"{planned.detectable * 100:.1f}): {verdict}."}
+    parts = [f"{d.detectable * 100:.1f} points for {label}" for label, d in measured.items()]
+    each = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    errors = [f"{d.standard_error * 100:.1f}" for d in measured.values()]
+    spread = errors[0] if len(set(errors)) == 1 else f"{min(map(float, errors)):.1f}–{max(map(float, errors)):.1f}"
+    above = [label for label, d in measured.items() if d.detectable * 100 >= bar]
+    verdict = (f"All lie below the {bar:.0f}-point bar, as planned." if not above else
+               f"For {' and '.join(above)} that is not below the {bar:.0f}-point bar: a true gain of the bar's size could go "
+               "unseen there, so an *inconclusive* verdict says less than the plan promised.")
+    return {"design_measured": f"Measured the same way on this run's own data, the smallest gain detected with "
+                               f"{POWER:.0%} power is {each} (planned {planned.detectable * 100:.1f}; standard "
+                               f"errors {spread} points against {planned.standard_error * 100:.1f} planned). {verdict}"}
 
 
 def strong_readout(cascades: Mapping[str, Mapping[int, Cascade]], flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *,

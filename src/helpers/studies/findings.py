@@ -98,8 +98,8 @@ def validation_glue(validation: Sequence[Mapping], choices: Mapping[str, str | N
 
     return {
         "n_validation_images": int(min(row["val_n_images"] for row in validation)),
-        "validation_sentence": f"By the paper's score the best filter is {label('best_defence')}, the best Gaussian "
-        f"{label('best_gaussian')} and the best median {label('best_median')}.",
+        "validation_sentence": f"By the paper's score the best filter overall is {label('best_defence')}, the best Gaussian "
+        f"filter is {label('best_gaussian')} and the best median filter is {label('best_median')}.",
     }
 
 
