@@ -174,7 +174,9 @@ def _tiny_study(digits, seeds=(0, 1)):
 def test_strong_study_runs_every_attack_on_every_digit_model_and_seed_and_never_beats_its_worst_case(digits):
     _, grouped, chosen, budgets, _, pgd, strong = _tiny_study(digits)
     assert strong.at == [0, 2] and list(strong.cascades) == ["none", "gaussian:1.5"]
-    assert set(strong.cascades["gaussian:1.5"][1].broke) > set(strong.cascades["none"][1].broke)  # BPDA only with a filter
+    # BPDA runs only where the filter is not linear (tests/test_adaptive.py): not on the Gaussian.
+    assert set(strong.cascades["gaussian:1.5"][1].broke) == set(strong.cascades["none"][1].broke)
+    assert not any("BPDA" in name for name in strong.cascades["gaussian:1.5"][1].broke)
     for spec, flags in strong.flags.items():
         for k in (0, 1):
             worst = flags["worst"][k]

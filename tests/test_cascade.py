@@ -66,3 +66,19 @@ def test_a_cascade_with_no_attack_left_is_pgds():
     after_pgd = np.array([[True, False]])
     found = Cascade(budgets=np.array([0.0]), after_pgd=after_pgd, broke={})
     assert np.array_equal(found.worst, after_pgd) and found.last_gradient_attack() is None
+
+
+def test_bpda_attacks_run_only_where_the_filter_is_not_linear(monkeypatch):
+    from helpers.training.models import build_model
+
+    seen: list = []
+    attacks = {spec.name: spec for spec in (_fake("A", "exact", 0, seen), _fake("P", "BPDA", 1, seen))}
+    monkeypatch.setattr(registry, "ATTACKS", attacks)
+    monkeypatch.setattr(cascade_module, "ATTACKS", attacks)
+    monkeypatch.setattr(cascade_module, "attacks_of", lambda kind: list(attacks.values()))
+    labels = np.array([0, 1, 2, 3])
+    images = np.zeros((4, 8, 8, 1), np.float32)
+    for defence, ran in (("median:3", ["A", "P"]), ("gaussian:1.5", ["A"]), ("none", ["A"])):
+        model = build_model("small_cnn", input_shape=(8, 8, 1), num_classes=4, defence=defence)
+        found = cascade(model, images, labels, budgets=[0.0, 1.0], after_pgd=np.ones((2, 4), bool), settings={})
+        assert list(found.broke) == ran, defence
