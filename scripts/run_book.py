@@ -171,7 +171,8 @@ def notebook_environment() -> dict[str, str]:
     """The environment of every notebook kernel: quiet TensorFlow, fixed hashing, and TensorFlow's oneDNN CPU kernels
     switched on (unless the caller set ``TF_ENABLE_ONEDNN_OPTS``). TensorFlow enables oneDNN by default only on CPUs
     with AVX-512 VNNI/BF16 or AMX; elsewhere its fallback convolution gradients train InceptionV3 and ResNet50 about
-    half as fast. Training with oneDNN is still bit-for-bit repeatable; results differ from oneDNN-off runs in the
+    half as fast. Training the small CNN with oneDNN is still bit-for-bit repeatable (chapter 1's InceptionV3 was
+    seen to train to other weights in a second fresh build); results differ from oneDNN-off runs in the
     last digits."""
     env = {"TF_ENABLE_ONEDNN_OPTS": "1"} | os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
     env.pop(LAB_PROFILE_ENV, None)  # `make lab`'s profile is for JupyterLab; the runner injects its own parameters
