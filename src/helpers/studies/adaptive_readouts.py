@@ -203,7 +203,7 @@ def measured_design_glued(measured: Mapping[str, C6Design], planned: C6Design) -
     above = [label for label, d in measured.items() if d.detectable * 100 >= bar]
     verdict = (f"All lie below the {bar:.0f}-point bar, as planned." if not above else
                f"For {' and '.join(above)} that is not below the {bar:.0f}-point bar: a true gain of the bar's size could go "
-               "unseen there, so an *inconclusive* verdict says less than the plan promised.")
+               "unseen there, so an inconclusive verdict says less than the plan promised.")
     return {"design_measured": f"Measured the same way on this run's own data, the smallest gain detected with "
                                f"{POWER:.0%} power is {each} (planned {planned.detectable * 100:.1f}; standard "
                                f"errors {spread} points against {planned.standard_error * 100:.1f} planned). {verdict}"}
