@@ -31,7 +31,7 @@ from helpers.core.engine import (
     predict_logits,
 )
 from helpers.core.validate import check_float, check_int, check_labels
-from helpers.defences.filters import FILTER_KINDS, filter_layers, is_filter_layer
+from helpers.defences.filters import FILTER_KINDS, filter_layers, is_filter_layer, model_defence
 
 # --------------------------------------------------------------------------------------------------------------
 # BPDA
@@ -364,8 +364,8 @@ def needs_bpda(model: keras.Model) -> bool:
     """Whether ``model`` has a filter of a kind that is not linear (the median), where BPDA's identity may find what
     the exact gradient misses. Through a linear filter (the Gaussian) the exact gradient is the true gradient of the
     whole model, and BPDA only approximates it."""
-    return any(not kind.linear for layer in filter_layers(model) for kind in FILTER_KINDS.values()
-               if isinstance(layer, kind.layer_class))
+    defence = model_defence(model)
+    return not defence.is_none and not FILTER_KINDS[defence.kind].linear
 
 
 def robustness_study(
