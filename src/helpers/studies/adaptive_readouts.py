@@ -198,8 +198,8 @@ def measured_design_glued(measured: Mapping[str, C6Design], planned: C6Design) -
     bar = MIN_ROBUST_GAIN * 100
     parts = [f"{d.detectable * 100:.1f} points for {label}" for label, d in measured.items()]
     each = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    errors = [f"{d.standard_error * 100:.1f}" for d in measured.values()]
-    spread = errors[0] if len(set(errors)) == 1 else f"{min(map(float, errors)):.1f}–{max(map(float, errors)):.1f}"
+    errors = [round(d.standard_error * 100, 1) for d in measured.values()]
+    spread = f"{min(errors):.1f}" if min(errors) == max(errors) else f"{min(errors):.1f}–{max(errors):.1f}"
     above = [label for label, d in measured.items() if d.detectable * 100 >= bar]
     verdict = (f"All lie below the {bar:.0f}-point bar, as planned." if not above else
                f"For {' and '.join(above)} that is not below the {bar:.0f}-point bar: a true gain of the bar's size could go "
