@@ -422,6 +422,17 @@ def test_training_step_times_cover_every_variant():
         filter_costs.training_step_times("small_cnn", images, labels[:5], defences=[], num_classes=3, batch_size=16)
 
 
+def test_training_steps_take_turns_in_a_rotating_order():
+    calls = []
+    contenders = {name: (lambda round_, name=name: calls.append((name, round_))) for name in ("a", "b", "c")}
+    times = filter_costs._time_turn_by_turn(contenders, rounds=4)
+    assert calls[:3] == [("a", 0), ("b", 0), ("c", 0)]  # the untimed tracing turns
+    order = [name for name, _ in calls[3:]]
+    assert order == list("abc" "bca" "cab" "abc")  # each round starts one further on
+    assert [r for _, r in calls[3:]] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
+
+
 # --- runlog --------------------------------------------------------------------------------------------------
 
 

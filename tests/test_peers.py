@@ -25,8 +25,9 @@ def test_ddn_matches_foolbox_in_quality_and_is_timed(workload):
     # Same algorithm, settings, images and targets: the medians agree to float rounding along the paths.
     assert run.as_strong and run.ours[0] == pytest.approx(run.theirs[0], rel=peers.MEDIAN_TOLERANCE)
     assert np.isfinite(run.ours[0]) and run.ours[0] > 0
-    assert len(run.ours_seconds) == len(run.ceiling_seconds) == 2 * SHORT_ROUNDS and len(run.theirs_seconds) == 1
-    assert run.ratio > 0
+    # Two paired rounds: Foolbox once, ours SHORT_ROUNDS times and the ceiling once in each; one ratio per round.
+    assert len(run.theirs_seconds) == len(run.ceiling_seconds) == 2 and len(run.ours_seconds) == 2 * SHORT_ROUNDS
+    assert len(run.round_ratios()) == 2 and run.ratio > 0
     # Ours stops converged images early: fewer passes than Foolbox's 31 per image, at most as many as the budget's.
     assert N_IMAGES * peers.DDN_STOP_PATIENCE <= run.passes < N_IMAGES * 31 and 0.0 <= run.worse_share <= 1.0
     assert "forward and backward passes" in peers.PeerComparison({"ddn": run}).glued()["ddn_peer_stopping"]
@@ -44,16 +45,31 @@ def test_apgd_against_art_judges_every_budget(workload):
 
 
 @pytest.mark.skipif(VERSIONS["foolbox"] is None or VERSIONS["art"] is None, reason="Foolbox or ART is not installed")
-def test_ours_is_timed_before_the_librarys_run(workload, monkeypatch):
-    """Not in the library's wake: for seconds after an eager library run the same compiled calls ran slower."""
+def test_ours_is_never_timed_in_the_librarys_wake(workload, monkeypatch):
+    """For seconds after an eager library run the same compiled calls ran slower: ours is timed before ART's run,
+    and after Foolbox's only behind an untimed run of its own."""
     model, images, labels, targets = workload
     order = []
     timed_call, interleaved_times = peers.timed_call, peers.interleaved_times
-    monkeypatch.setattr(peers, "timed_call", lambda fn: order.append("library") or timed_call(fn))
-    monkeypatch.setattr(peers, "interleaved_times", lambda *a, **k: order.append("ours") or interleaved_times(*a, **k))
-    peers.ddn_against_foolbox(model, images, labels, targets, steps=5, version=VERSIONS["foolbox"], repeats=1)
+    monkeypatch.setattr(peers, "timed_call", lambda fn: order.append("timed") or timed_call(fn))
+    monkeypatch.setattr(peers, "interleaved_times",
+                        lambda c, **k: order.append(f"ours, warm-up {k.get('warmup', 1)}") or interleaved_times(c, **k))
+    peers.ddn_against_foolbox(model, images, labels, targets, steps=5, version=VERSIONS["foolbox"], repeats=2)
+    # Each round: Foolbox's run, ours behind one untimed run, then the ceiling.
+    assert order == ["timed", "ours, warm-up 1", "timed"] * 2
+    order.clear()
     peers.apgd_against_art(model, images, labels, budgets=[1.0], steps=5, restarts=1, version=VERSIONS["art"], repeats=1)
-    assert order == ["ours", "library"] * 2
+    assert order == ["ours, warm-up 1", "timed"]
+
+
+def test_paired_rounds_set_each_library_run_against_ours_in_the_same_round():
+    run = _run(same=True, theirs_s=7.0)
+    run.theirs_seconds, run.ours_seconds = [6.0, 9.0], [1.0, 2.0, 1.2, 1.5, 1.4, 3.0]
+    assert run.round_ratios() == [6.0 / 1.2, 9.0 / 1.5]  # against the median of ours in each round
+    assert run.ratio == pytest.approx((5.0 + 6.0) / 2)
+    run.ours_seconds = [1.0] * 5
+    with pytest.raises(ValueError, match="ours_seconds"):
+        run.round_ratios()
 
 
 def test_a_missing_library_runs_nothing(workload):

@@ -66,8 +66,8 @@ def training_step_times(
     as a layer in the model (``"layer <spec>"``), and with the unfiltered model fed batches that ``scipy.ndimage``
     filters in the input pipeline (``"scipy <spec>"``).
 
-    The contenders take turns step by step (``n_batches · repeats`` rounds of one step each), so that a change
-    in the machine's load hits them alike; every list holds one time per round."""
+    The contenders take turns step by step (``n_batches · repeats`` rounds of one step each, in a rotating order),
+    so that a change in the machine's load hits them alike; every list holds one time per round."""
     n_batches = check_int("n_batches", n_batches, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     repeats = check_int("repeats", repeats, minimum=1)
@@ -115,13 +115,17 @@ def _training_contenders(
 
 def _time_turn_by_turn(contenders: dict[str, Callable[[int], None]], *, rounds: int) -> dict[str, list[float]]:
     """One untimed call of each contender on round 0 (tracing), then ``rounds`` rounds in which each takes one
-    timed turn."""
+    timed turn. The turns rotate: round r starts with contender r mod n, so that no contender always runs right
+    after the same other one (in a fixed order, the step right after the unfiltered one measured about a point
+    slower)."""
     for fn in contenders.values():
         fn(0)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(rounds):
-        for name, fn in contenders.items():
+        first = round_ % len(names)
+        for name in names[first:] + names[:first]:
             start = time.perf_counter()
-            fn(round_)
+            contenders[name](round_)
             times[name].append(time.perf_counter() - start)
     return times

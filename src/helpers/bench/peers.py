@@ -12,12 +12,14 @@ A speed-up only counts if ours is at least as strong as the library's attack on 
   most :data:`ACCURACY_TOLERANCE` above ART's at every budget (lower is stronger). ART's random starts are seeded,
   so that a rerun gives the same numbers.
 
-Each library run is timed once (it is also the run whose quality is judged), after ours: ours is traced by an untimed
-run, then timed after one untimed round, in ``repeats`` rounds (DDN's second-long runs:
-:data:`~helpers.bench.timing.SHORT_ROUNDS` × ``repeats``). For seconds after an eager library run, the same compiled
-calls of ours ran up to 1.3× slower, and about 8 % slower after that, so ours is not timed in the library's wake. The
-speed-up is the median over our rounds of the library's time over ours. When a library is missing or fails, its row
-says so and stays empty.
+Foolbox's DDN is timed in ``repeats`` paired rounds: its run, then one untimed run of ours and
+:data:`~helpers.bench.timing.SHORT_ROUNDS` timed ones, then the full budget's passes alone (the ceiling); a round's
+ratio is the library's time over the median of ours in that round, so that a slow spell of the machine slows both
+sides of a ratio alike (the library's first run is the one whose quality is judged). For seconds after an eager
+library run the same compiled calls of ours ran up to 1.3× slower, hence the untimed run. ART's APGD, which takes
+far longer, is timed once, after ours (ours: traced by an untimed run, then ``repeats`` rounds); its speed-up is the
+median over our rounds of the library's time over ours. When a library is missing or fails, its row says so and
+stays empty.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from helpers.attacks.apgd import apgd_l2
 from helpers.attacks.minnorm import ddn_l2
 from helpers.bench.flops import gradient_step
 from helpers.bench.reference_attacks import _quiet_import_and_build
-from helpers.bench.timing import SHORT_ROUNDS, interleaved_times, median, paired_ratios, timed_call
+from helpers.bench.timing import SHORT_ROUNDS, interleaved_times, materialise, median, paired_ratios, timed_call
 from helpers.core.contract import l2_distances
 from helpers.core.engine import check_classifier, check_model_images, predict_logits
 from helpers.core.validate import check_int, check_labels
@@ -75,10 +77,22 @@ class PeerRun:
 
     @property
     def ratio(self) -> float | None:
-        """The median over our rounds of the library's time over ours (``None`` when the library did not run)."""
+        """The median over the rounds of the library's time over ours (``None`` when the library did not run)."""
         if self.status != "ok":
             return None
-        return median(paired_ratios(self.theirs_seconds, self.ours_seconds))
+        return median(self.round_ratios())
+
+    def round_ratios(self) -> list[float]:
+        """The library's time over ours, one value per round. A library timed in several rounds (DDN) is paired
+        with the median of our runs in the same round; a library timed once is set against each of our runs."""
+        theirs, ours = self.theirs_seconds, self.ours_seconds
+        if len(theirs) <= 1 or not ours:
+            return paired_ratios(theirs, ours)
+        if len(ours) % len(theirs):
+            raise ValueError(f"ours_seconds: expected the same number of runs in each of the {len(theirs)} rounds, "
+                             f"got {len(ours)}")
+        per = len(ours) // len(theirs)
+        return paired_ratios(theirs, [median(ours[i : i + per]) for i in range(0, len(ours), per)])
 
 
 def ddn_against_foolbox(
@@ -118,24 +132,34 @@ def ddn_against_foolbox(
     except Exception as error:  # noqa: BLE001 - a library that breaks is reported, not hidden
         return _failed(run, error)
     mine = ours()  # traces the compiled loop; the run whose quality is judged
-    # Ours (and its ceiling: the full budget's forward+backward passes on DDN's batches of 256, without DDN) is timed
-    # before the library runs: for seconds after an eager library run, the same compiled calls ran up to 1.3x slower.
+    # The ceiling: the full budget's forward+backward passes on DDN's batches of 256, without DDN.
     step = gradient_step(model)
     batches = [(tf.constant(images[i : i + 256]), tf.constant(targets[i : i + 256])) for i in range(0, len(images), 256)]
-    times = interleaved_times({"ours": ours, "ceiling": lambda: [step(x, t) for x, t in batches for _ in range(steps)]},
-                              repeats=SHORT_ROUNDS * repeats, warmup=1)
-    try:
-        (adversarial, success), first = timed_call(theirs)
-    except Exception as error:  # noqa: BLE001
-        return _failed(run, error)
+
+    def ceiling():
+        return [step(x, t) for x, t in batches for _ in range(steps)]
+
+    materialise(ceiling())  # traces the step
+    # Paired rounds: the library's run, then ours SHORT_ROUNDS times after one untimed run (for seconds after an
+    # eager library run the same compiled calls ran slower), then the ceiling once. A slow spell of the machine
+    # slows both sides of a round's ratio alike.
+    adversarial = success = None
+    for _ in range(repeats):
+        try:
+            (result, seconds) = timed_call(theirs)
+        except Exception as error:  # noqa: BLE001
+            return _failed(run, error)
+        if adversarial is None:
+            adversarial, success = result
+        run.theirs_seconds.append(seconds)
+        run.ours_seconds += interleaved_times({"ours": ours}, repeats=SHORT_ROUNDS, warmup=1)["ours"]
+        run.ceiling_seconds.append(timed_call(ceiling)[1])
     theirs_l2 = np.where(np.asarray(success, bool), l2_distances(adversarial, images), np.inf)
     ours_l2 = np.where(mine.success, mine.l2, np.inf)
     run.ours, run.theirs = [_median_norm(mine.l2, mine.success)], [float(np.median(theirs_l2))]
     run.as_strong = bool(run.ours[0] <= (1 + MEDIAN_TOLERANCE) * run.theirs[0])
     run.passes = int((mine.steps + (mine.steps == steps)).sum())  # an image run to the end also judges its last iterate
     run.worse_share = float(np.mean(ours_l2 > (1 + MEDIAN_TOLERANCE) * theirs_l2))
-    run.theirs_seconds = [first]
-    run.ours_seconds, run.ceiling_seconds = times["ours"], times["ceiling"]
     run.status = "ok"
     return run
 
@@ -248,7 +272,7 @@ class PeerComparison:
             if run.status != "ok":
                 rows.append((goal, None, None, ""))
             else:
-                rows.append((goal, paired_ratios(run.theirs_seconds, run.ours_seconds), run.as_strong, _peer_note(run)))
+                rows.append((goal, run.round_ratios(), run.as_strong, _peer_note(run)))
         return rows
 
 
