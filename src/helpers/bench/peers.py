@@ -25,7 +25,7 @@ stays empty.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -140,20 +140,10 @@ def ddn_against_foolbox(
         return [step(x, t) for x, t in batches for _ in range(steps)]
 
     materialise(ceiling())  # traces the step
-    # Paired rounds: the library's run, then ours SHORT_ROUNDS times after one untimed run (for seconds after an
-    # eager library run the same compiled calls ran slower), then the ceiling once. A slow spell of the machine
-    # slows both sides of a round's ratio alike.
-    adversarial = success = None
-    for _ in range(repeats):
-        try:
-            (result, seconds) = timed_call(theirs)
-        except Exception as error:  # noqa: BLE001
-            return _failed(run, error)
-        if adversarial is None:
-            adversarial, success = result
-        run.theirs_seconds.append(seconds)
-        run.ours_seconds += interleaved_times({"ours": ours}, repeats=SHORT_ROUNDS, warmup=1)["ours"]
-        run.ceiling_seconds.append(timed_call(ceiling)[1])
+    try:
+        adversarial, success = _paired_rounds(run, theirs, ours, ceiling, repeats=repeats)
+    except Exception as error:  # noqa: BLE001
+        return _failed(run, error)
     theirs_l2 = np.where(np.asarray(success, bool), l2_distances(adversarial, images), np.inf)
     ours_l2 = np.where(mine.success, mine.l2, np.inf)
     run.ours, run.theirs = [_median_norm(mine.l2, mine.success)], [float(np.median(theirs_l2))]
@@ -162,6 +152,21 @@ def ddn_against_foolbox(
     run.worse_share = float(np.mean(ours_l2 > (1 + MEDIAN_TOLERANCE) * theirs_l2))
     run.status = "ok"
     return run
+
+
+def _paired_rounds(run: PeerRun, theirs: Callable[[], Any], ours: Callable[[], Any], ceiling: Callable[[], Any], *,
+                   repeats: int) -> Any:
+    """``repeats`` paired rounds into ``run``'s seconds: the library's run, then ours SHORT_ROUNDS times after one
+    untimed run (for seconds after an eager library run the same compiled calls ran slower), then the ceiling once.
+    A slow spell of the machine slows both sides of a round's ratio alike. Returns the library's first result."""
+    first = None
+    for _ in range(repeats):
+        result, seconds = timed_call(theirs)
+        first = result if first is None else first
+        run.theirs_seconds.append(seconds)
+        run.ours_seconds += interleaved_times({"ours": ours}, repeats=SHORT_ROUNDS, warmup=1)["ours"]
+        run.ceiling_seconds.append(timed_call(ceiling)[1])
+    return first
 
 
 def apgd_against_art(
