@@ -25,9 +25,9 @@ def test_ddn_matches_foolbox_in_quality_and_is_timed(workload):
     # Same algorithm, settings, images and targets: the medians agree to float rounding along the paths.
     assert run.as_strong and run.ours[0] == pytest.approx(run.theirs[0], rel=peers.MEDIAN_TOLERANCE)
     assert np.isfinite(run.ours[0]) and run.ours[0] > 0
-    # Two paired rounds: Foolbox once, ours SHORT_ROUNDS times and the ceiling once in each; one ratio per round.
+    # Two paired rounds: Foolbox once, ours SHORT_ROUNDS times and the ceiling once in each; one ratio per run of ours.
     assert len(run.theirs_seconds) == len(run.ceiling_seconds) == 2 and len(run.ours_seconds) == 2 * SHORT_ROUNDS
-    assert len(run.round_ratios()) == 2 and run.ratio > 0
+    assert len(run.round_ratios()) == 2 * SHORT_ROUNDS and run.ratio > 0
     # Ours stops converged images early: fewer passes than Foolbox's 31 per image, at most as many as the budget's.
     assert N_IMAGES * peers.DDN_STOP_PATIENCE <= run.passes < N_IMAGES * 31 and 0.0 <= run.worse_share <= 1.0
     assert "forward and backward passes" in peers.PeerComparison({"ddn": run}).glued()["ddn_peer_stopping"]
@@ -65,8 +65,9 @@ def test_ours_is_never_timed_in_the_librarys_wake(workload, monkeypatch):
 def test_paired_rounds_set_each_library_run_against_ours_in_the_same_round():
     run = _run(same=True, theirs_s=7.0)
     run.theirs_seconds, run.ours_seconds = [6.0, 9.0], [1.0, 2.0, 1.2, 1.5, 1.4, 3.0]
-    assert run.round_ratios() == [6.0 / 1.2, 9.0 / 1.5]  # against the median of ours in each round
-    assert run.ratio == pytest.approx((5.0 + 6.0) / 2)
+    # Each of ours against the library's run of its own round: 6, 3, 5 and 6, 4.5, 3.
+    assert run.round_ratios() == [6.0 / 1.0, 6.0 / 2.0, 6.0 / 1.2, 9.0 / 1.5, 9.0 / 1.4, 9.0 / 3.0]
+    assert run.ratio == pytest.approx((5.0 + 6.0) / 2)  # the median of 3, 3, 4.5, 5, 6, 6.43
     run.ours_seconds = [1.0] * 5
     with pytest.raises(ValueError, match="ours_seconds"):
         run.round_ratios()

@@ -13,9 +13,9 @@ A speed-up only counts if ours is at least as strong as the library's attack on 
   so that a rerun gives the same numbers.
 
 Foolbox's DDN is timed in ``repeats`` paired rounds: its run, then one untimed run of ours and
-:data:`~helpers.bench.timing.SHORT_ROUNDS` timed ones, then the full budget's passes alone (the ceiling); a round's
-ratio is the library's time over the median of ours in that round, so that a slow spell of the machine slows both
-sides of a ratio alike (the library's first run is the one whose quality is judged). For seconds after an eager
+:data:`~helpers.bench.timing.SHORT_ROUNDS` timed ones, then the full budget's passes alone (the ceiling); each of our
+runs is set against the library's run of its round, so that a drift of the machine's speed moves both sides of a
+ratio alike (the library's first run is the one whose quality is judged). For seconds after an eager
 library run the same compiled calls of ours ran up to 1.3× slower, hence the untimed run. ART's APGD, which takes
 far longer, is timed once, after ours (ours: traced by an untimed run, then ``repeats`` rounds); its speed-up is the
 median over our rounds of the library's time over ours. When a library is missing or fails, its row says so and
@@ -83,8 +83,8 @@ class PeerRun:
         return median(self.round_ratios())
 
     def round_ratios(self) -> list[float]:
-        """The library's time over ours, one value per round. A library timed in several rounds (DDN) is paired
-        with the median of our runs in the same round; a library timed once is set against each of our runs."""
+        """The library's time over ours, one value per run of ours. A library timed in several rounds (DDN) is
+        paired with each of our runs in the same round; a library timed once is set against each of our runs."""
         theirs, ours = self.theirs_seconds, self.ours_seconds
         if len(theirs) <= 1 or not ours:
             return paired_ratios(theirs, ours)
@@ -92,7 +92,7 @@ class PeerRun:
             raise ValueError(f"ours_seconds: expected the same number of runs in each of the {len(theirs)} rounds, "
                              f"got {len(ours)}")
         per = len(ours) // len(theirs)
-        return paired_ratios(theirs, [median(ours[i : i + per]) for i in range(0, len(ours), per)])
+        return paired_ratios([t for t in theirs for _ in range(per)], ours)
 
 
 def ddn_against_foolbox(
@@ -158,7 +158,8 @@ def _paired_rounds(run: PeerRun, theirs: Callable[[], Any], ours: Callable[[], A
                    repeats: int) -> Any:
     """``repeats`` paired rounds into ``run``'s seconds: the library's run, then ours SHORT_ROUNDS times after one
     untimed run (for seconds after an eager library run the same compiled calls ran slower), then the ceiling once.
-    A slow spell of the machine slows both sides of a round's ratio alike. Returns the library's first result."""
+    Each of ours is set against the library's run of its round, so that a drift of the machine's speed moves both
+    sides of a ratio alike. Returns the library's first result."""
     first = None
     for _ in range(repeats):
         result, seconds = timed_call(theirs)
