@@ -599,6 +599,17 @@ def _filters(extra_gauss=0.5, extra_median=0.25):
     return performance.FilterCosts(64, seconds, {"matrix": [1.0], "depthwise": [4.0]})
 
 
+def test_filter_costs_are_paired_round_by_round():
+    """The extra per step is the median of each round's ratio, as the goals judge it, not a ratio of medians."""
+    costs = _filters()
+    costs.seconds["none"] = [1.0, 1.0, 4.0]  # a slow spell in the last round
+    costs.seconds["layer gaussian:1.5"] = [1.5, 4.0, 4.0]  # and one in the second
+    # Round by round: 1.5, 4 and 1, median 1.5 (the ratio of the medians would say 4 / 1).
+    assert costs.extra()["layer gaussian:1.5"] == 0.5
+    assert costs.table().data["extra %"].tolist()[1] == 50.0
+    assert costs.glued()["gauss_layer_extra"] == 50.0
+
+
 def test_filter_costs_relative_to_no_filter():
     costs = _filters()
     # Exact: binary fractions over a base of 1.
