@@ -86,9 +86,9 @@ def strong_on_median(mnist, model_cache, first_test_digits):
     return model, images[:8], labels[:8], found
 
 
-def test_strong_attacks_run_both_losses_both_gradients_and_square(strong_on_median):
+def test_strong_attacks_run_both_losses_both_gradients_targeted_apgd_and_square(strong_on_median):
     model, images, labels, found = strong_on_median
-    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "APGD-CE BPDA", "APGD-DLR BPDA", "Square"]
+    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "APGD-T exact", "APGD-CE BPDA", "APGD-DLR BPDA", "Square"]
     clean = predict_logits(model, images).argmax(axis=1) == labels
     worst = worst_case(found)
     assert np.array_equal(worst[0], clean)  # ε = 0 is the clean accuracy for every attack
@@ -101,7 +101,7 @@ def test_strong_attacks_run_both_losses_both_gradients_and_square(strong_on_medi
 def test_strong_attacks_on_an_undefended_model_have_no_bpda(trained, first_test_digits):
     images, labels = first_test_digits
     found = strong_attacks(trained.model, images[:4], labels[:4], budgets=[0.0, 1.0], steps=3, restarts=1, square_queries=5)
-    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "Square"]
+    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "APGD-T exact", "Square"]
 
 
 def test_margin_attack_goes_past_the_boundary(trained, correct_subset):

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from helpers.attacks.adaptive import bpda_model, pgd_l2
-from helpers.attacks.apgd import _loss, apgd_l2, checkpoints
+from helpers.attacks.apgd import _loss, apgd_l2, apgd_targeted_l2, checkpoints
 from helpers.bench.reference_attacks import _quiet_import_and_build, library_versions
 from helpers.studies.evaluate import predict_logits
 from helpers.training.models import build_model
@@ -114,8 +114,44 @@ def test_dlr_is_the_scale_free_margin():
     labels = tf.constant([0, 0])
     # Row 0: z_y = 3 is the largest, next 1, third 0: −(3 − 1)/(3 − 0). Row 1: −(0.5 − 2.5)/(2.5 − 0.5).
     expected = np.array([-2.0 / 3.0, 1.0])
-    np.testing.assert_allclose(_loss(logits, labels, "dlr").numpy(), expected, rtol=1e-6)
-    np.testing.assert_allclose(_loss(7.0 * logits - 3.0, labels, "dlr").numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(_loss(logits, labels, labels, "dlr").numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(_loss(7.0 * logits - 3.0, labels, labels, "dlr").numpy(), expected, rtol=1e-6)
+
+
+def test_targeted_dlr_is_the_scale_free_margin_to_the_target():
+    logits = tf.constant([[3.0, 1.0, 0.0, -2.0], [0.5, 2.5, 1.0, 0.0]])
+    labels, targets = tf.constant([0, 0]), tf.constant([3, 2])
+    # Sorted: (3, 1, 0, −2) and (2.5, 1, 0.5, 0). Row 0: −(3 − (−2))/(3 − (0 − 2)/2). Row 1: −(0.5 − 1)/(2.5 − 0.25).
+    expected = np.array([-5.0 / 4.0, 0.5 / 2.25])
+    np.testing.assert_allclose(_loss(logits, labels, targets, "dlr_targeted").numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(_loss(7.0 * logits - 3.0, labels, targets, "dlr_targeted").numpy(), expected, rtol=1e-6)
+    # Three classes have no z_π4: the scale is z_π1 − z_π3, the untargeted DLR's.
+    three = tf.constant([[3.0, 1.0, 0.0]])
+    np.testing.assert_allclose(_loss(three, tf.constant([0]), tf.constant([2]), "dlr_targeted").numpy(), [-1.0], rtol=1e-6)
+
+
+def test_targeted_apgd_breaks_what_it_reports_and_each_target_only_adds(trained, sample):
+    images, labels = sample[0][:20], sample[1][:20]
+    one = apgd_targeted_l2(trained.model, images, labels, budgets=[0.0, 1.0, 4.0], steps=20, targets=1)
+    three = apgd_targeted_l2(trained.model, images, labels, budgets=[0.0, 1.0, 4.0], steps=20, targets=3)
+    # Broken means the label changed: the adversarials say so when judged afresh, and they stay in the ball.
+    np.testing.assert_array_equal(three.correct, _fresh_correct(trained.model, three, labels) & three.correct[0])
+    assert (three.l2 <= np.asarray([0.0, 1.0, 4.0])[:, None] + 1e-4).all()
+    # The first target runs the same way in both; later targets only attack what it left correct.
+    assert not (three.correct & ~one.correct).any()
+    assert three.accuracy[2] == 0.0
+
+
+def test_targeted_apgd_checks_its_targets(untrained):
+    model, x, labels = untrained
+    with pytest.raises(ValueError, match="targets"):
+        apgd_targeted_l2(model, x, labels, budgets=[1.0], targets=10)
+    with pytest.raises(ValueError, match="targets"):
+        apgd_l2(model, x, labels, budgets=[1.0], loss="dlr_targeted")
+    with pytest.raises(ValueError, match="targets"):
+        apgd_l2(model, x, labels, budgets=[1.0], loss="dlr_targeted", targets=labels)
+    with pytest.raises(ValueError, match="targets"):
+        apgd_l2(model, x, labels, budgets=[1.0], loss="dlr", targets=(labels + 1) % 10)
 
 
 def test_batch_size_and_zero_gradients_do_not_change_or_break_results(untrained):
@@ -154,6 +190,8 @@ def test_dlr_needs_three_classes():
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="loss"):
         apgd_l2(model, np.zeros((2, 8, 8, 1), np.float32), [0, 1], budgets=[1.0], loss="dlr")
+    with pytest.raises(ValueError, match="model"):
+        apgd_targeted_l2(model, np.zeros((2, 8, 8, 1), np.float32), [0, 1], budgets=[1.0], targets=1)
 
 
 # ---- Independent strong attacks on a quick-profile model (ART, Foolbox; not installed in CI) ------------------

@@ -121,7 +121,7 @@ def test_a_bad_argument_fails_in_one_line_naming_it(name, bad, param, defended):
 
 def test_the_registry_holds_the_books_attacks_in_table_order():
     assert [s.name for s in attacks_of("minimum_norm")] == ["paper", "paper_bpda", "minimum_norm"]
-    assert [s.name for s in attacks_of("fixed_budget")] == ["APGD-CE exact", "APGD-DLR exact", "APGD-CE BPDA",
+    assert [s.name for s in attacks_of("fixed_budget")] == ["APGD-CE exact", "APGD-DLR exact", "APGD-T exact", "APGD-CE BPDA",
                                                            "APGD-DLR BPDA", "Square"]
     assert [s.name for s in attacks_of("fixed_budget", gradient_free=True)] == ["Square"]
     assert registry.exact_twin(ATTACKS["paper_bpda"]) == "paper" and registry.exact_twin(ATTACKS["paper"]) is None

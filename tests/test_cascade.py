@@ -82,3 +82,28 @@ def test_bpda_attacks_run_only_where_the_filter_is_not_linear(monkeypatch):
         model = build_model("small_cnn", input_shape=(8, 8, 1), num_classes=4, defence=defence)
         found = cascade(model, images, labels, budgets=[0.0, 1.0], after_pgd=np.ones((2, 4), bool), settings={})
         assert list(found.broke) == ran, defence
+
+
+def test_doubled_effort_reruns_the_winning_variant_itself_with_twice_the_steps_and_starts(monkeypatch):
+    seen: list = []
+
+    def variant(name: str, breaks_label: int):
+        def run(model, images, labels, *, budgets, settings):
+            seen.append((name, dict(settings), labels.tolist()))
+            correct = np.repeat((labels != breaks_label)[None], len(budgets), axis=0)
+            n = len(labels)
+            return RobustnessResult(budgets=np.asarray(budgets), correct=correct, success=~correct,
+                                    adversarial=np.zeros((len(budgets), n, 1, 1, 1)), l2=np.zeros((len(budgets), n)),
+                                    gradient_norm=np.zeros(n))
+
+        return registry.AttackSpec(name, name, "fixed_budget", "exact", run, family="APGD")
+
+    # The targeted variant broke the most pairs first, so it is the one run again, through its own function.
+    attacks = {"CE": variant("CE", 9), "T": variant("T", 3)}
+    monkeypatch.setattr(cascade_module, "ATTACKS", attacks)
+    found = Cascade(budgets=np.array([0.0, 1.0]), after_pgd=np.ones((2, 4), bool),
+                    broke={"CE": np.array([[0, 0, 0, 0], [1, 0, 0, 0]], bool), "T": np.array([[0, 0, 0, 0], [0, 1, 1, 0]], bool)})
+    name, usual, again = cascade_module.doubled_effort(SimpleNamespace(layers=[]), found, np.zeros((4, 1, 1, 1), np.float32),
+                                                       np.array([0, 1, 2, 3]), steps=50, restarts=1, seed=7)
+    assert name == "T" and seen == [("T", {"steps": 100, "restarts": 2, "seed": 8}, [3])]  # only the pair left correct
+    assert usual.tolist() == [1.0, 0.25] and again.tolist() == [1.0, 0.0]

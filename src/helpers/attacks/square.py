@@ -37,7 +37,7 @@ def square_l2(
     *,
     budgets,
     n_queries: int = 1000,
-    p_init: float = 0.1,
+    p_init: float = 0.8,
     seed: int = 0,
     batch_size: int = 1024,
 ) -> RobustnessResult:
@@ -52,7 +52,9 @@ def square_l2(
         labels: N true classes.
         budgets: non-negative L2 budgets ε in [0, 1] pixel units.
         n_queries: queries per (budget, image), the starting point included (the clean check is not counted).
-        p_init: initial share of pixels a window covers (0.1 in the reference code for L2).
+        p_init: initial share of pixels a window covers: 0.8 as AutoAttack runs it (the Square paper's L2 runs used
+            0.1). On chapter 6's undefended model (seed 0, 150 digits, 1 000 queries), 0.8 left 33 % correct at
+            ε = 2 against 39 % with 0.1, for the same cost; both 82 % at ε = 1.
         seed: seed of every random draw.
         batch_size: images per forward call.
 

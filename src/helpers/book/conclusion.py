@@ -159,8 +159,8 @@ def adaptive_glue(adaptive: Mapping[str, Any], robustness_rows: Sequence[Mapping
     worst = on_verdict[on_verdict["budget"] == eps].set_index("model")
     defended = [m for m in worst.index if m != "none"]
     best = max(defended, key=lambda m: worst.loc[m, "accuracy"]) if defended else "none"
-    out = {"ref_attack": "the worst case of every attack we have (PGD, APGD with two losses and both gradients, and the "
-                         "gradient-free Square attack) on every digit",
+    out = {"ref_attack": "the worst case of every attack we have (PGD, APGD with two losses and both gradients, targeted "
+                         "APGD, and the gradient-free Square attack) on every digit",
            "ref_eps": eps, "ref_none": worst.loc["none", "accuracy"] * 100, "ref_best_label": worst.loc[best, "label"],
            "ref_best": worst.loc[best, "accuracy"] * 100, "paper_sigma_sentence": ""}
     budgets = [float(e) for e in re.findall(r"[\d.]+", str(adaptive["C6"].get("measure", "")).partition("{")[2])]

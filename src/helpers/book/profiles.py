@@ -208,7 +208,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("n_adaptive", _integer("n_adaptive", minimum=1), 150, quick=30, shown=True),
     # Resamples of every bootstrap: enough that a verdict does not hang on the bootstrap's own randomness (chapter 9).
     P("n_bootstrap", _integer("n_bootstrap", minimum=10), 10000, quick=2000),
-    # The strong evaluation behind C6: APGD (both losses, exact and BPDA, restarts) and Square on every digit of
+    # The strong evaluation behind C6: APGD (both losses, exact and BPDA, restarts), APGD-T and Square on every digit of
     # chapter 6; chapter 7 attacks its trusted defences on the first strong_images of them.
     P("strong_images", _integer("strong_images", minimum=2), 50, quick=12, shown=True),
     P("strong_budgets", _list("strong_budgets", lambda s: check_float("strong_budgets", s, minimum=0.0, strict_minimum=True)),

@@ -158,7 +158,7 @@ def strong_glued(*, additions: Mapping[str, tuple[int, int | None]], gradient_fr
 
 def evaluation_text(*, n_digits: int, n_seeds: int) -> str:
     """What C6's evidence says it stands on."""
-    return (f"worst case of PGD, APGD (CE, DLR; exact gradient, and BPDA where the filter is not linear) and Square on "
+    return (f"worst case of PGD, APGD (CE, DLR; exact gradient, and BPDA where the filter is not linear), targeted APGD and Square on "
             f"{n_digits} digits × {n_seeds} training seeds")
 
 

@@ -3,7 +3,7 @@ summary statistic with its paired bootstrap and Holm correction, and the inputs 
 
 * :func:`strong_attacks` — every registered fixed-budget attack (:mod:`helpers.attacks.registry`) on one model:
   APGD with the cross-entropy and the DLR margin loss, each with the exact gradient and (for a defended model)
-  BPDA, with random restarts; and the gradient-free Square attack.
+  BPDA, with random restarts; targeted APGD (APGD-T) with the exact gradient; and the gradient-free Square attack.
 * :func:`worst_case` — per image and budget, "every attack kept the label".
 * :func:`robust_share` — the statistic fixed before the data: per image, the share of the budgets
   0 < ε ≤ ε_max at which it stays correct (the normalised area under its robust-accuracy curve on that grid).
@@ -23,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.attacks.adaptive import bpda_model, has_defence, noise_of_norm
-from helpers.attacks.apgd import apgd_l2
 from helpers.attacks.attack import loss_and_gradient
 from helpers.attacks.registry import ATTACKS, attacks_of
 from helpers.core.contract import RobustnessResult, l2_norms, safe_norms
@@ -53,10 +52,11 @@ def strong_attacks(
     seed: int = 0,
 ) -> dict[str, RobustnessResult]:
     """Every registered fixed-budget attack (:mod:`helpers.attacks.registry`), in registration order: the book's
-    are APGD-CE and APGD-DLR with the exact gradient, the same with BPDA (only when ``model`` has a filter), then
-    the gradient-free Square.
+    are APGD-CE, APGD-DLR and APGD-T with the exact gradient, APGD-CE and APGD-DLR with BPDA (only when ``model`` has a
+    filter), then the gradient-free Square.
 
-    Names: ``"APGD-CE exact"``, ``"APGD-DLR exact"``, ``"APGD-CE BPDA"``, ``"APGD-DLR BPDA"``, ``"Square"``. Every
+    Names: ``"APGD-CE exact"``, ``"APGD-DLR exact"``, ``"APGD-T exact"``, ``"APGD-CE BPDA"``, ``"APGD-DLR BPDA"``,
+    ``"Square"``. Every
     attack sees the same images and budgets, so their flags can be combined image by image.
     """
     settings = {"steps": steps, "restarts": restarts, "square_queries": square_queries, "seed": seed}
@@ -114,8 +114,7 @@ def doubled_effort(
     name = min(variants, key=lambda a: found[a].accuracy[found[a].budgets > 0].mean())
     spec = ATTACKS[name]
     view = bpda_model(model) if spec.gradient == "BPDA" else model
-    again = apgd_l2(view, images, labels, budgets=[0.0, budget], steps=2 * steps, restarts=2 * restarts, loss=spec.options["loss"],
-                    seed=seed)
+    again = spec.run(view, images, labels, budgets=[0.0, budget], settings={"steps": 2 * steps, "restarts": 2 * restarts, "seed": seed})
     at = int(np.flatnonzero(np.isclose(found[name].budgets, budget))[0])
     return name, found[name].accuracy[[0, at]], again.accuracy
 

@@ -20,7 +20,6 @@ import keras
 import numpy as np
 
 from helpers.attacks.adaptive import bpda_model, needs_bpda
-from helpers.attacks.apgd import apgd_l2
 from helpers.attacks.registry import ATTACKS, attacks_of
 from helpers.core.validate import check_int
 
@@ -129,7 +128,7 @@ def doubled_effort(model: keras.Model, found: Cascade, images: np.ndarray, label
     for b in np.flatnonzero(found.budgets > 0):
         pick = np.flatnonzero(worst[b])
         if len(pick):
-            rerun = apgd_l2(view, images[pick], labels[pick], budgets=[found.budgets[b]], steps=2 * steps,
-                            restarts=2 * restarts, loss=spec.options["loss"], seed=seed + 1)
+            rerun = spec.run(view, images[pick], labels[pick], budgets=[found.budgets[b]],
+                             settings={"steps": 2 * steps, "restarts": 2 * restarts, "seed": seed + 1})
             again[b, pick] &= rerun.correct[-1]
     return name, worst.mean(axis=1), again.mean(axis=1)
