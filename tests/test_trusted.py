@@ -1,5 +1,7 @@
 """Chapter 7's loops as functions and its figures: small arrays and a tiny untrained model, no training."""
 
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pandas as pd
@@ -131,6 +133,8 @@ def test_adversarial_training_study_checks_and_result_rows():
     checks = adversarial_training_checks(robust, digits, trained, label="AT", unbounded_success=1.0, budgets=[0.0, 0.5, 1.0],
                                          grid=grid, steps=3, restarts=1, seed=0, n_images=6)
     assert {c["model"] for c in checks} == {"AT"} and len(checks) >= 5
+    effort = next(c for c in checks if c["check"] == "twice the steps and restarts change little")
+    assert effort["measured"].endswith("(first seed, ε = 1)")  # where it was measured, not chapter 6's scope
     smoothed = smoothing_study({("noise:0.5", k): _tiny(k) for k in (0, 1)}, regimes={0.5: "noise:0.5"}, seeds=[0, 1],
                                images=digits.xs, labels=digits.ys, budgets=grid, radii=np.linspace(0, 1, 3), n0=5, n=20,
                                alpha=0.01, steps=2, samples=2, seed=0)
@@ -147,3 +151,31 @@ def test_adversarial_training_study_checks_and_result_rows():
                               seconds={"noise:0.5": 1.0, "pgd:2": 2.0}, smoothing=smoothed, trained=trained)
     assert [m["method"] for m in methods] == ["randomized smoothing", "adversarial training"]
     assert methods[1]["certify_cpu_seconds_per_image"] is None and methods[0]["pgd_accuracy"] is None
+
+
+def test_eot_effort_reruns_twice_the_steps_and_draws_on_what_the_attack_left(monkeypatch):
+    from helpers.studies import trusted
+    from helpers.studies.alternatives import SmoothedAttack
+    from helpers.studies.sanity import EOT_EFFORT_CHECK, eot_effort_check
+
+    seen = []
+
+    def fake(model, images, labels, *, sigma, budgets, steps, samples, n_predict, seed):
+        seen.append((model, sigma, float(budgets[0]), labels.tolist(), steps, samples, n_predict, seed))
+        correct = (labels != 1)[None]  # the stronger attack breaks every digit labelled 1
+        return SmoothedAttack(budgets=np.asarray(budgets), correct=correct, adversarial=np.zeros((1, len(labels), 1, 1, 1)))
+
+    monkeypatch.setattr(trusted, "smoothed_pgd", fake)
+    labels = np.array([0, 1, 2, 1])
+    attacked = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 0, 0, 1]], bool)  # ε = 0, 1, 2
+    found = SimpleNamespace(attacked={("noise:0.5", 0): attacked})
+    rows = trusted.eot_effort_rows(found, {("noise:0.5", 0): "m"}, names={"noise:0.5": "smoothing σ = 0.5"},
+                                   regimes={0.5: "noise:0.5"}, seed_model=0, images=np.zeros((4, 1, 1, 1), np.float32),
+                                   labels=labels, budgets=np.array([0.0, 1.0, 2.0]), steps=20, samples=8, n=500, seed=3)
+    assert seen == [("m", 0.5, 1.0, [0, 1, 1], 40, 16, 500, 4), ("m", 0.5, 2.0, [1], 40, 16, 500, 4)]
+    # ε = 1: 3/4 → 1/4 (two digits labelled 1 fall); ε = 2: 1/4 → 0.
+    assert rows == [eot_effort_check(model="smoothing σ = 0.5", usual=[0.75, 0.25], doubled=[0.25, 0.0], n_images=4)]
+    assert rows[0]["check"] == EOT_EFFORT_CHECK and rows[0]["value"] == 0.5 and not rows[0]["passed"]
+    assert rows[0]["margin"] == pytest.approx(0.25 + 1e-12 - 0.5)
+    kept = eot_effort_check(model="s", usual=[0.5, 0.2], doubled=[0.49, 0.2], n_images=100)
+    assert kept["passed"] and kept["threshold"] == pytest.approx(0.02) and kept["margin"] == pytest.approx(0.01)

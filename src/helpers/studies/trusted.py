@@ -25,7 +25,7 @@ from helpers.studies.alternatives import (
     smoothed_predict,
 )
 from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
-from helpers.studies.sanity import certificate_check, sanity_checks
+from helpers.studies.sanity import certificate_check, eot_effort_check, sanity_checks
 from helpers.studies.shares import StudyDigits, alternative_gains
 from helpers.studies.verdicts import Alternative, c7_verdict
 
@@ -131,6 +131,29 @@ def smoothing_study(models: Mapping[tuple[str, int], keras.Model], *, regimes: M
     return SmoothingStudy(radii=radii, certified=certified, attacked=attacked, curves=curves, cost=cost, violations=violations)
 
 
+def eot_effort_rows(found: SmoothingStudy, models: Mapping[tuple[str, int], keras.Model], *, names: Mapping[str, str],
+                    regimes: Mapping[float, str], seed_model: int, images: np.ndarray, labels: np.ndarray, budgets: np.ndarray,
+                    steps: int, samples: int, n: int, seed: int) -> list[dict]:
+    """Per smoothed model (the training seed ``seed_model``), EOT-PGD again with twice the steps and twice the noise
+    draws per step (another random seed) on every digit and strong budget the usual attack left correct, judged by the
+    same ``n`` noisy copies: :func:`helpers.studies.sanity.eot_effort_check`'s row."""
+    budgets = np.asarray(budgets, dtype=np.float64)
+    rows = []
+    for sigma, regime in regimes.items():
+        usual = np.asarray(found.attacked[regime, seed_model], dtype=bool)
+        again = usual.copy()
+        for b in np.flatnonzero(budgets > 0):
+            pick = np.flatnonzero(usual[b])
+            if len(pick):
+                rerun = smoothed_pgd(models[regime, seed_model], images[pick], labels[pick], sigma=sigma, budgets=[budgets[b]],
+                                     steps=2 * steps, samples=2 * samples, n_predict=n, seed=seed + 1)
+                again[b, pick] &= rerun.correct[-1]
+        at = budgets > 0
+        rows.append(eot_effort_check(model=names[regime], usual=usual[at].mean(axis=1), doubled=again[at].mean(axis=1),
+                                     n_images=len(images)))
+    return rows
+
+
 def smoothing_rows(found: SmoothingStudy, *, regimes: Mapping[float, str], seeds: Sequence[int], budgets: Sequence[float],
                    n: int, alpha: float) -> list[dict]:
     """Per σ and measure (certified, attacked): accuracy at each budget (mean over seeds), CPU seconds per digit, and
@@ -187,7 +210,7 @@ def adversarial_training_checks(models: Mapping[int, keras.Model], digits: Study
         square_reach={}, more_effort={label: doubled_effort(models[first], found.strong[first], digits.xs, digits.ys, budget=middle, steps=steps,
                                            restarts=restarts, seed=seed)[1:]},
         transfer={}, zero_gradients={label: zero_gradient_count(models[first], digits.xs, digits.ys, radius=middle, seed=seed)},
-        n_images=n_images, n_strong=len(digits.xs))
+        n_images=n_images, n_strong=len(digits.xs), effort_scope=f"first seed, ε = {middle:g}")
 
 
 def trusted_images(fits: Mapping[tuple[str, int], object], digits: StudyDigits, *, names: Mapping[str, str], adversarial: str,
