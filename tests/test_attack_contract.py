@@ -197,3 +197,18 @@ def test_a_registered_attack_appears_in_chapter_5s_study(throwaway, defended):
     rows = scores.min_norm_image_rows(study)
     assert "l2_long_step" in rows[0] and "l2_long_step" in results.MIN_NORM_IMAGES.column_names
     assert [r["attack"] for r in scores.min_norm_rows(study, n_resamples=20)][-2:] == ["long_step", "strongest"]
+
+
+def test_a_later_run_only_adds_the_breaks_it_found():
+    def result(correct, fill):
+        correct = np.asarray(correct, bool)
+        b, n = correct.shape
+        return RobustnessResult(budgets=np.zeros(b), correct=correct.copy(), success=~correct,
+                                adversarial=np.full((b, n, 1, 1, 1), fill, np.float32), l2=np.full((b, n), fill), gradient_norm=np.zeros(n))
+
+    found = result([[1, 1, 1, 1], [1, 0, 1, 1]], 0.0)
+    again = result([[0, 1]], 7.0)  # a rerun on digits 2 and 3 at budget row 1: it broke digit 2 only
+    found.take_breaks(1, np.array([2, 3]), again)
+    assert found.correct.tolist() == [[True] * 4, [True, False, False, True]]
+    assert found.success.tolist() == [[False] * 4, [False, True, True, False]]
+    assert found.l2[1].tolist() == [0.0, 0.0, 7.0, 0.0] and found.adversarial[1, 2, 0, 0, 0] == 7.0

@@ -168,12 +168,8 @@ def apgd_targeted_l2(
             pick = np.flatnonzero(found.correct[b])
             if not len(pick):
                 continue
-            again = apgd_l2(model, images[pick], labels[pick], budgets=[budgets[b]], steps=steps, restarts=restarts,
-                            loss="dlr_targeted", targets=ranked[pick, k], seed=seed + k, batch_size=batch_size)
-            broken = pick[~again.correct[-1]]
-            found.correct[b, broken], found.success[b, broken] = False, True
-            found.adversarial[b, broken] = again.adversarial[-1][~again.correct[-1]]
-            found.l2[b, broken] = again.l2[-1][~again.correct[-1]]
+            found.take_breaks(b, pick, apgd_l2(model, images[pick], labels[pick], budgets=[budgets[b]], steps=steps, restarts=restarts,
+                                               loss="dlr_targeted", targets=ranked[pick, k], seed=seed + k, batch_size=batch_size))
     return found
 
 

@@ -150,13 +150,8 @@ def _square(model, images, labels, *, budgets, settings):
             pick = np.flatnonzero(found.correct[b])
             if not len(pick):
                 continue
-            again = square_l2(model, images[pick], labels[pick], budgets=[found.budgets[b]], n_queries=settings["square_queries"],
-                              seed=settings["seed"] + restart)
-            broken = ~again.correct[-1]
-            found.correct[b, pick[broken]] = False
-            found.success[b, pick[broken]] = True
-            found.adversarial[b, pick[broken]] = again.adversarial[-1][broken]
-            found.l2[b, pick[broken]] = again.l2[-1][broken]
+            found.take_breaks(b, pick, square_l2(model, images[pick], labels[pick], budgets=[found.budgets[b]],
+                                                 n_queries=settings["square_queries"], seed=settings["seed"] + restart))
     return found
 
 

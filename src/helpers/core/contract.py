@@ -35,6 +35,15 @@ class RobustnessResult:
         """Robust accuracy at each budget."""
         return self.correct.mean(axis=1)
 
+    def take_breaks(self, budget: int, pick: np.ndarray, again: RobustnessResult) -> None:
+        """Record, in place, the pairs that ``again`` (a later run on the images ``pick`` at this result's budget row
+        ``budget``, its own last row) broke: they count as broken, with its adversarial and distance."""
+        broken = ~again.correct[-1]
+        where = np.asarray(pick)[broken]
+        self.correct[budget, where], self.success[budget, where] = False, True
+        self.adversarial[budget, where] = again.adversarial[-1][broken]
+        self.l2[budget, where] = again.l2[-1][broken]
+
 
 def l2_norms(t: tf.Tensor) -> tf.Tensor:
     """‖t_i‖₂ of every example of a batch (all axes but the first), inside a compiled function."""
