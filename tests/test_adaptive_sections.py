@@ -24,6 +24,7 @@ from helpers.studies.adaptive_sections import (
     transfer_control_rows,
 )
 from helpers.studies.adaptive_study import Gain
+from helpers.studies.sanity import SQUARE_MASKING_CHECK, failed_positive_only
 
 
 def _model(seed: int = 0, defence: str = "none") -> keras.Model:
@@ -109,8 +110,13 @@ def test_chapter6_checks_read_every_curve_and_name_each_model():
         budgets=[0.0, 1.0, 2.0], names={"none": "N", "g": "G"}, defended=["g"],
         paper_rows=[{"defence": "none", "success_rate": 1.0}, {"defence": "g", "success_rate": 1.0}], pgd=pgd, strong_flags=strong,
         more_effort={"N": (np.array([0.5]), np.array([0.5])), "G": (np.array([0.5]), np.array([0.5]))},
-        square_reach={"N": (np.array([0.5]), np.array([0.55]))}, transferred={"g": np.array([1.0, 0.9])}, zero_gradients={"N": (0, 10), "G": (0, 10)}, n_images=n, n_strong=n)
+        square_reach={"N": (np.array([0.5]), np.array([0.55]))}, transferred={"g": np.array([1.0, 0.9])}, zero_gradients={"N": (0, 10), "G": (0, 10)}, n_images=n, n_strong=n,
+        square_masking={"G": (np.array([0.5, 0.2]), np.array([0.4, 0.2]))}, n_first=10)
     assert {c["model"] for c in checks} == {"N", "G"}
+    # The stronger Square broke one of the first 10 digits at ε = 1: one digit is the noise the check tolerates.
+    masking = [c for c in checks if c["check"] == SQUARE_MASKING_CHECK]
+    assert [(c["model"], c["passed"]) for c in masking] == [("G", True)]
+    assert masking[0]["value"] == pytest.approx(0.1) and masking[0]["threshold"] == pytest.approx(0.1)
     assert all({"check", "passed", "value", "threshold", "margin"} <= set(c) for c in checks)
     assert all((c["margin"] >= 0) == c["passed"] for c in checks if "noise" not in c["check"])  # the margin says which side
 
@@ -225,3 +231,28 @@ def test_transfer_controls_send_chapter_ones_digits_to_every_defended_model_and_
     assert found.kinds == ["boundary (chapter 1)", "high-confidence (κ = 1)"]
     roles = [r["role"] for r in found.rows if r["images"] == found.kinds[0]]
     assert roles == ["defended", "defended", "control: another training seed", NOISE_CONTROL]
+
+
+def test_square_left_runs_the_gradient_free_attacks_only_on_the_pairs_left(monkeypatch):
+    from helpers.attacks import registry
+    from helpers.core.contract import RobustnessResult
+    from helpers.studies import adaptive_sections
+
+    seen = []
+
+    def run(model, images, labels, *, budgets, settings):
+        seen.append((float(budgets[-1]), labels.tolist(), settings["square_queries"]))
+        correct = np.repeat((labels != 1)[None], len(budgets), axis=0)  # breaks every digit labelled 1
+        n = len(labels)
+        return RobustnessResult(budgets=np.asarray(budgets), correct=correct, success=~correct,
+                                adversarial=np.zeros((len(budgets), n, 1, 1, 1)), l2=np.zeros((len(budgets), n)), gradient_norm=np.zeros(n))
+
+    spec = registry.AttackSpec("S", "S", "fixed_budget", "none", run)
+    monkeypatch.setattr(adaptive_sections, "attacks_of", lambda kind: [spec])
+    left = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 1, 0, 0]], bool)  # ε = 0, 1, 2
+    accuracy = adaptive_sections.square_left(None, np.zeros((4, 1, 1, 1), np.float32), np.array([0, 1, 2, 1]), left,
+                                             budgets=[0.0, 1.0, 2.0], settings={"square_queries": 5000})
+    assert seen == [(1.0, [0, 1, 1], 5000), (2.0, [1], 5000)]
+    assert accuracy.tolist() == [1.0, 0.25, 0.0]
+    # A failed masking check forbids a positive verdict only.
+    assert failed_positive_only([{"check": SQUARE_MASKING_CHECK, "model": "G", "passed": False}]) == [f"{SQUARE_MASKING_CHECK} (G)"]

@@ -69,7 +69,7 @@ def test_failed_checks_and_a_stronger_gradient_free_attack_downgrade_the_verdict
     assert _c6({"g": hurts}, gradient_free_wins=["g: 2"])["verdict"] == "refuted"  # it only forbids a positive verdict
     assert _c6({"g": _gain(0.08, 0.03, 0.13)}, gradient_free_wins=["g: 2"])["verdict"] == "inconclusive"
     weak = _c6({"g": helps}, weak_checks=["Square is weak (none)"])
-    assert weak["verdict"] == "inconclusive" and "too weak to rule masking out" in weak["evidence"]
+    assert weak["verdict"] == "inconclusive" and "masking check failed, so masking is not ruled out" in weak["evidence"]
     refuted = _c6({"g": hurts}, weak_checks=["Square is weak (none)"], n_checks=13)
     assert refuted["verdict"] == "refuted"  # masking cannot make a blur look worse
     assert "sanity checks passed: 12 of 13 (failed, forbidding a positive verdict only: Square is weak (none))" in refuted["evidence"]

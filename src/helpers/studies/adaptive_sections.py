@@ -175,9 +175,11 @@ def strong_study(models: StudyModels, digits: StudyDigits, *, pgd: Mapping[str, 
 def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStudy, *, studies: Mapping[int, RobustnessStudy],
                     pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], paper_rows: Sequence[Mapping],
                     budgets: Sequence[float], settings: Mapping, n_images: int) -> list[dict]:
-    """Chapter 6's sanity checks with their inputs: twice the effort on every seed and strong budget, Square alone
-    against the gradient attacks on the undefended model (first seed), the defended models on the undefended model's
-    PGD digits, and the count of zero input gradients (on the first digits, ``digits.xs``)."""
+    """Chapter 6's sanity checks with their inputs: twice the effort on every seed and strong budget, the defended models
+    on the undefended model's PGD digits, the count of zero input gradients (on the first digits, ``digits.xs``), and
+    on the first seed the gradient-free attacks with ``settings["check_queries"]`` queries (the cascade's when absent):
+    alone against the gradient attacks on every digit of the undefended model, and on every first digit the cascade
+    left on each defended one."""
     middle = float(strong.grid[1:][(len(strong.grid) - 2) // 2])
     seeds, names = list(next(iter(models.by_seed.values()))), models.names
     steps, restarts, seed = settings["steps"], settings["restarts"], settings["seed"]
@@ -186,21 +188,32 @@ def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStud
         runs = [doubled_effort(m, strong.cascades[s][k], digits.images, digits.labels, steps=steps, restarts=restarts, seed=seed)
                 for k, m in by.items()]
         more_effort[names[s]] = (np.mean([r[1] for r in runs], axis=0)[1:], np.mean([r[2] for r in runs], axis=0)[1:])
-    square = square_alone(models.models["none"], digits.images, digits.labels, budgets=strong.grid, settings=settings)
+    check = {**settings, "square_queries": settings.get("check_queries", settings["square_queries"])}
+    first = {s: f["worst"][seeds[0]][:, digits.sub] for s, f in strong.flags.items()}
+    square = square_alone(models.models["none"], digits.images, digits.labels, budgets=strong.grid, settings=check)
     reach = {names["none"]: (strong.flags["none"]["gradient worst"][seeds[0]].mean(axis=1)[1:], square[1:])}
+    masking = {names[s]: (first[s].mean(axis=1)[1:], square_left(models.models[s], digits.xs, digits.ys, first[s], budgets=strong.grid,
+                                                                 settings=check)[1:]) for s in models.defended}
     transferred = {s: np.mean([study.transfer_accuracy(models.by_seed[s][k], studies[k].attacks["none"]["exact"].adversarial[strong.at],
                                                        digits.labels, strong.flags[s]["worst"][k][0]) for k in seeds], axis=0)
                    for s in models.defended}
     zero = {names[s]: study.zero_gradient_count(m, digits.xs, digits.ys, radius=middle, seed=seed) for s, m in models.models.items()}
     return chapter6_checks(budgets=budgets, names=names, defended=models.defended, paper_rows=paper_rows, pgd=pgd,
-                           strong_flags=strong.flags, more_effort=more_effort, square_reach=reach, transferred=transferred,
-                           zero_gradients=zero, n_images=n_images, n_strong=len(digits.images))
+                           strong_flags=strong.flags, more_effort=more_effort, square_reach=reach, square_masking=masking,
+                           transferred=transferred, zero_gradients=zero, n_images=n_images, n_strong=len(digits.images),
+                           n_first=len(digits.xs))
 
 
 def square_alone(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, budgets: Sequence[float], settings: Mapping
                  ) -> np.ndarray:
     """(B,) robust accuracy of ``model`` under the registered gradient-free attacks alone, on every digit and budget
     (``budgets`` starts at ε = 0): how close an attack that never reads a gradient gets to the gradient attacks."""
+    return square_alone_flags(model, images, labels, budgets=budgets, settings=settings).mean(axis=1)
+
+
+def square_alone_flags(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, budgets: Sequence[float],
+                       settings: Mapping) -> np.ndarray:
+    """(B, N) flags: correct under every registered gradient-free attack."""
     correct = None
     for spec in attacks_of("fixed_budget"):
         if spec.gradient_free:
@@ -208,7 +221,19 @@ def square_alone(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, 
             correct = found if correct is None else correct & found
     if correct is None:
         raise ValueError("no gradient-free fixed-budget attack is registered")
-    return correct.mean(axis=1)
+    return correct
+
+
+def square_left(model: keras.Model, images: np.ndarray, labels: np.ndarray, left: np.ndarray, *, budgets: Sequence[float],
+                settings: Mapping) -> np.ndarray:
+    """(B,) accuracy once the registered gradient-free attacks have also run on every (budget, digit) pair of ``left``
+    ((B, N) flags, correct after the gradient attacks; ``budgets`` starts at ε = 0)."""
+    left = np.asarray(left, dtype=bool).copy()
+    for b in np.flatnonzero(np.asarray(budgets) > 0):
+        pick = np.flatnonzero(left[b])
+        if len(pick):
+            left[b, pick] &= square_alone_flags(model, images[pick], labels[pick], budgets=[budgets[b]], settings=settings)[-1]
+    return left.mean(axis=1)
 
 
 def chapter6_images(fits: Mapping[tuple[str, int], Any], digits: StudyDigits, strong: StrongStudy, *,
@@ -239,19 +264,22 @@ def chapter6_checks(
     pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], strong_flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
     more_effort: Mapping[str, tuple[np.ndarray, np.ndarray]], square_reach: Mapping[str, tuple[np.ndarray, np.ndarray]],
     transferred: Mapping[str, np.ndarray], zero_gradients: Mapping[str, tuple[int, int]], n_images: int, n_strong: int,
+    square_masking: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, n_first: int | None = None,
 ) -> list[dict]:
     """Chapter 6's sanity checks (:func:`helpers.studies.sanity.sanity_checks`) from its PGD and strong-attack flags.
 
     Args:
         pgd, strong_flags: per model (in the order of the checks), attack → seed → (budgets, images) flags.
         transferred: per defended model, its accuracy on the undefended model's PGD digits (mean over seeds).
+        square_masking, n_first: the stronger gradient-free attack on the first digits (``n_first`` of them) of the
+            first seed, per defended model (see :func:`helpers.studies.sanity.sanity_checks`).
     """
     return sanity_checks(
         budgets=budgets, unbounded_success=best_success(paper_rows, names),
         curves={names[s]: every_curve({**pgd[s], **strong_flags[s]}) for s in pgd},
         worst={names[s]: seed_mean(pgd[s]["worst"]) for s in pgd}, noise={names[s]: seed_mean(pgd[s]["noise"]) for s in pgd},
         more_effort=more_effort, square_reach=square_reach, transfer={names[s]: (seed_mean(strong_flags[s]["worst"]), transferred[s]) for s in defended},
-        zero_gradients=zero_gradients, n_images=n_images, n_strong=n_strong)
+        zero_gradients=zero_gradients, n_images=n_images, n_strong=n_strong, square_masking=square_masking, n_first=n_first)
 
 
 def pooled(rows: Sequence[Mapping], *, seeds: Sequence[int]) -> pd.DataFrame:

@@ -14,9 +14,11 @@ from helpers.studies.verdicts import MIN_ACCURACY_EFFECT
 # accuracy (at every strong budget) and still count as a check for gradient masking; stated before the data.
 SQUARE_REACH = 0.10
 SQUARE_REACH_CHECK = "the gradient-free attack alone comes close to the gradient attacks"
+SQUARE_MASKING_CHECK = "the gradient-free attack with more queries breaks nothing the gradient attacks left"
 # Checks whose failure only forbids a positive verdict: a masking check too weak to see masking cannot make a blur look
-# worse than it is (masking can only inflate a defended model's robustness), so it leaves "refuted" standing.
-POSITIVE_ONLY = (SQUARE_REACH_CHECK,)
+# worse than it is, and a digit that only a gradient-free attack breaks is a sign of masking, which can only inflate a
+# defended model's robustness; either leaves "refuted" standing.
+POSITIVE_ONLY = (SQUARE_REACH_CHECK, SQUARE_MASKING_CHECK)
 
 
 def sanity_checks(
@@ -29,6 +31,8 @@ def sanity_checks(
     more_effort: Mapping[str, tuple[np.ndarray, np.ndarray]],
     square_reach: Mapping[str, tuple[np.ndarray, np.ndarray]],
     transfer: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    square_masking: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    n_first: int | None = None,
     zero_gradients: Mapping[str, tuple[int, int]],
     n_images: int,
     n_strong: int,
@@ -49,6 +53,9 @@ def sanity_checks(
             attack's alone) at each strong budget: a masking check is only as good as its gradient-free attack.
         transfer: per defended model, (its white-box worst-case accuracy, its accuracy on the undefended
             model's adversarial images) at the same budgets.
+        square_masking: per defended model, (the gradient attacks' worst-case accuracy, the same after the
+            gradient-free attack of the reach check ran on every digit they left) at each strong budget, on the
+            first ``n_first`` digits (all of ``n_strong`` when None): one digit per budget is tolerated as noise.
         zero_gradients: per model, (gradients exactly 0, gradients computed) at the clean images and at random
             points of the ε-balls, over every gradient the attacker uses.
         n_images, n_strong: images per curve and in the strong subset; a difference of one image is noise.
@@ -101,6 +108,11 @@ def sanity_checks(
         below = float(np.max(np.asarray(worst[model]) - np.asarray(noise[model])))
         row("random noise of the same ‖δ‖₂ is far weaker", model, f"noise does {ratio:.0%} of the attack's damage", ratio, 0.5,
             ratio <= 0.5 and below <= one)
+        if model in (square_masking or {}):
+            gradient, after = (np.asarray(a, dtype=np.float64) for a in square_masking[model])
+            fell = float(np.max(gradient - after))
+            one_first = 1.0 / (n_first or n_strong) + 1e-12
+            row(SQUARE_MASKING_CHECK, model, f"it lowers their accuracy by at most {fell:.1%}", fell, one_first, fell <= one_first)
         if model in transfer:
             white, moved = (np.asarray(a, dtype=np.float64) for a in transfer[model])
             excess = float(np.max(white - moved))

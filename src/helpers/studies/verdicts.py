@@ -264,7 +264,8 @@ def adaptive_verdict(
         n_checks: how many checks ran (the evidence says how many passed).
         gradient_free_wins: where the gradient-free attack broke images that every gradient attack left correct;
             any forbids *confirmed*.
-        weak_checks: failed checks that forbid a positive verdict only (a masking check too weak to see masking).
+        weak_checks: failed checks that forbid a positive verdict only (a masking check too weak to see masking, or
+            the stronger gradient-free attack breaking what the gradient attacks left).
         design: the design's power, in words (the smallest gain it detects), for the evidence.
 
     Confirmed: the most favourable model gains at least :data:`MIN_ROBUST_GAIN` with its family-wise interval
@@ -298,14 +299,14 @@ def adaptive_verdict(
         notes.append(f"would be {verdict}, but the gradient-free attack beat the gradient attacks ({', '.join(gradient_free_wins)})")
         verdict = "inconclusive"
     if weak_checks and verdict in ("confirmed", "partly"):
-        notes.append(f"would be {verdict}, but a masking check is too weak to rule masking out ({', '.join(weak_checks)})")
+        notes.append(f"would be {verdict}, but a masking check failed, so masking is not ruled out ({', '.join(weak_checks)})")
         verdict = "inconclusive"
     if verdict == "inconclusive" and notes:
         shown = "nothing: " + "; ".join(notes)
     parts = [f"{k}: {g.effect:+.1%} [{g.low:+.1%}, {g.high:+.1%}] (bounds ± {max(g.low_mc, g.high_mc):.1%} Monte-Carlo), "
              f"Holm p = {g.p_holm:.3f} ± {g.p_mc:.3f}" for k, g in gains.items()]
     passed = f"; sanity checks passed: {n_checks - len(failed_checks) - len(weak_checks)} of {n_checks}" if n_checks else ""
-    if weak_checks and not any("too weak" in note for note in notes):
+    if weak_checks and not any("masking check failed" in note for note in notes):
         passed += f" (failed, forbidding a positive verdict only: {', '.join(weak_checks)})"
     evidence = (f"{evaluation}; most favourable: {name}. Gain in {statistic} over the undefended model: " + "; ".join(parts)
                 + passed + (f"; {design}" if design else "") + ("" if not notes else ". " + "; ".join(notes)))
