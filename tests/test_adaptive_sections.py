@@ -137,6 +137,9 @@ def test_chapter_tables_format_the_rows():
     assert "ε = 2" in shown.to_html() and "25.0%" in shown.to_html()
     view = checks_view([{"check": "c", "model": "G", "measured": "1", "passed": False, "value": 1, "threshold": 0, "margin": -1}]).to_html()
     assert "✗ FAIL" in view and "-1" in view
+    at_threshold = checks_view([{"check": "c", "model": "G", "measured": "2%", "passed": True, "value": 0.02,
+                                 "threshold": 0.02 + 1e-12, "margin": 1e-12}]).to_html()
+    assert "+0<" in at_threshold and "e-12" not in at_threshold  # the float allowance is not shown as a margin
     gain = Gain(model="G", effect=0.1, low=0.05, high=0.15, p_value=0.01, p_holm=0.02, n_seeds=3, n_images=10)
     assert "+10.0%" in gain_view({"G": gain}, {"G": np.array([[0.5, 0.7]])}).to_html()
 

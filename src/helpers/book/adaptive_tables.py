@@ -90,7 +90,9 @@ def checks_view(checks: Sequence[Mapping]) -> Styler:
     table = pd.DataFrame(checks)
     if "margin" not in table:  # a sanity.csv written before checks reported their margin
         table["margin"] = float("nan")
-    return (table.assign(passed=lambda t: t["passed"].map({True: "✓ pass", False: "✗ FAIL"}))
+    # Thresholds carry a 1e-12 allowance for float sums (one digit of 50 is 0.02 only up to rounding): not a margin to show.
+    return (table.assign(passed=lambda t: t["passed"].map({True: "✓ pass", False: "✗ FAIL"}),
+                         threshold=lambda t: t["threshold"].round(9), margin=lambda t: t["margin"].round(9))
             [["check", "model", "measured", "threshold", "margin", "passed"]]
             .style.format({"threshold": "{:.3g}", "margin": "{:+.3g}"}, na_rep="—").hide(axis="index")
             .set_caption("Sanity checks: margin is how far the measured value lies from the threshold, on the passing "
