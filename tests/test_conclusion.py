@@ -72,8 +72,13 @@ def test_adaptive_glue_takes_the_nearest_budget_and_compares_the_papers_sigma_wi
     assert glued["ref_eps"] == 1.0 and glued["ref_none"] == pytest.approx(20.0)
     assert (glued["ref_best_label"], glued["ref_best"]) == ("MEDIAN:3", pytest.approx(30.0))
     assert glued["ref_attack"].startswith("the worst case of every attack")
-    assert "keeps a robust share of 25% of the digits against 40%" in glued["paper_sigma_sentence"]
+    # The median keeps more than both: it is named first, then the paper's σ = 1.5.
+    assert ("the most robust filter, MEDIAN:3, keeps a robust share of 50% of the digits against 40% without any filter, "
+            "but the paper's own choice, GAUSSIAN:1.5, keeps 25%: ") in glued["paper_sigma_sentence"]
     assert glued["paper_sigma_sentence"].endswith("less robust, not more.")
+    alone = conclusion.adaptive_glue(adaptive, [c for c in curves if c["model"] != "median:3"])
+    assert alone["paper_sigma_sentence"].startswith("On the attack the C6 verdict stands on, the paper's own choice, GAUSSIAN:1.5, "
+                                                    "keeps a robust share of 25% of the digits against 40% without any filter: ")
 
 
 def _transfer(images, role, receiver, still_target, correct):

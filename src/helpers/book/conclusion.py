@@ -169,9 +169,17 @@ def adaptive_glue(adaptive: Mapping[str, Any], robustness_rows: Sequence[Mapping
     if PAPER_MODEL in share.index and "none" in share.index:
         paper_share, none_share = float(share[PAPER_MODEL]), float(share["none"])
         label = on_verdict.loc[on_verdict["model"] == PAPER_MODEL, "label"].iloc[0]
+        others = share.drop(["none", PAPER_MODEL])
+        most = others.idxmax() if len(others) and others.max() > max(paper_share, none_share) else None
+        # When another filter keeps more than both, the sentence names it first: the two facts belong together.
+        opening = (f"On the attack the C6 verdict stands on, the paper's own choice, {label}, keeps a robust share of "
+                   f"{paper_share:.0%} of the digits against {none_share:.0%} without any filter: " if most is None else
+                   f"On the attack the C6 verdict stands on, the most robust filter, "
+                   f"{on_verdict.loc[on_verdict['model'] == most, 'label'].iloc[0]}, keeps a robust share of {others[most]:.0%} "
+                   f"of the digits against {none_share:.0%} without any filter, but the paper's own choice, {label}, keeps "
+                   f"{paper_share:.0%}: ")
         out["paper_sigma_sentence"] = (
-            f"On the attack the C6 verdict stands on, the paper's own choice, {label}, keeps a robust share of "
-            f"{paper_share:.0%} of the digits against {none_share:.0%} without any filter: "
+            opening
             + ("against an attacker who knows it, the blur the paper recommends leaves the model less robust, not more."
                if paper_share < none_share else "no more robust than no defence at all." if paper_share == none_share
                else "somewhat more robust than no defence (whether that gain counts is the C6 verdict)."))
