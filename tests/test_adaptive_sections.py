@@ -145,9 +145,10 @@ def test_chapter_tables_format_the_rows():
 
 
 def test_study_models_group_by_defence_and_seed_and_curve_table_keeps_the_order():
-    fits = {(spec, k): SimpleNamespace(model=f"{spec}/{k}") for spec in ("none", "gaussian:1.5") for k in (3, 4)}
+    fits = {(spec, k): SimpleNamespace(model=f"{spec}/{k}", path=f"{spec}-{k}.keras") for spec in ("none", "gaussian:1.5") for k in (3, 4)}
     grouped = study_models(fits, roles=["none", "gaussian:1.5"], seeds=[3, 4])
     assert grouped.by_seed["gaussian:1.5"] == {3: "gaussian:1.5/3", 4: "gaussian:1.5/4"}
+    assert grouped.files["none"][4].name == "none-4.keras" and grouped.job(len, "none", 3).model == "none/3"
     assert grouped.models == {"none": "none/3", "gaussian:1.5": "gaussian:1.5/3"}
     assert grouped.defended == ["gaussian:1.5"] and grouped.names["none"] == Defence.parse("none").label
     flags = np.array([[True, True, True], [True, False, False]])
@@ -196,6 +197,21 @@ def test_strong_study_runs_every_attack_on_every_digit_model_and_seed_and_never_
 
 
 @pytest.mark.slow
+def test_pgd_studies_one_job_per_model_and_seed_equal_the_study_of_all_models_at_once(digits):
+    from helpers.studies.adaptive_sections import pgd_studies
+
+    _, grouped, chosen, budgets, studies, _, _ = _tiny_study(digits)
+    again = pgd_studies(grouped, chosen.images, chosen.labels, budgets=budgets, steps=3, noise_draws=1, seed=0, processes=1)
+    assert list(again) == [0, 1]
+    for k, study in again.items():
+        assert list(study.attacks) == list(studies[k].attacks) == ["none", "gaussian:1.5"]
+        for spec, by in study.attacks.items():
+            assert list(by) == list(studies[k].attacks[spec])
+            assert all(np.array_equal(r.adversarial, studies[k].attacks[spec][a].adversarial) for a, r in by.items())
+            assert np.array_equal(study.noise[spec].correct, studies[k].noise[spec].correct)
+
+
+@pytest.mark.slow
 def test_chapter6_sanity_c6_claim_and_image_rows_from_the_tiny_study(digits):
     from helpers.studies.adaptive_sections import c6_claim, chapter6_images, chapter6_sanity, pooled
 
@@ -224,7 +240,7 @@ def test_transfer_controls_send_chapter_ones_digits_to_every_defended_model_and_
     from helpers.studies.adaptive_sections import transfer_controls
 
     x, y = digits
-    fits = {(s, k): SimpleNamespace(model=_model(k, s)) for s in ["none", "gaussian:1.5"] for k in (0, 1)}
+    fits = {(s, k): SimpleNamespace(model=_model(k, s), path=f"{s}-{k}.keras") for s in ["none", "gaussian:1.5"] for k in (0, 1)}
     grouped = study_models(fits, roles=["none", "gaussian:1.5"], seeds=[0, 1])
     ok = np.array([True, True, False, True, False, False])
     adversarial = {"success": ok, "images": x, "labels": y, "targets": (y + 1) % 3, "adversarial": x * 0.95}

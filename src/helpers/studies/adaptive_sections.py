@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pandas as pd
 
-from helpers.attacks.adaptive import RobustnessStudy, bpda_model, transfer_rates
+from helpers.attacks.adaptive import RobustnessStudy, bpda_model, robustness_study, transfer_rates
 from helpers.attacks.registry import attacks_of
 from helpers.core.paths import relative
 from helpers.core.stats import bootstrap_ci
+from helpers.core.workers import Job, model_job, run_jobs
 from helpers.defences.filters import Defence
 from helpers.studies import adaptive_study as study
 from helpers.studies.adaptive_readouts import evaluation_text
@@ -38,13 +40,41 @@ class StudyModels:
     models: dict[str, keras.Model]  # the first seed's, for the single-model sections
     names: dict[str, str]
     defended: list[str]
+    files: dict[str, dict[int, Path]]  # where each model is saved (a worker process loads it from there)
+
+    def job(self, function, spec: str, training_seed: int, /, **kwargs) -> Job:
+        """``function(model, **kwargs)`` on the model of ``spec`` and ``training_seed``, to run with :func:`run_jobs`."""
+        return model_job(function, self.by_seed[spec][training_seed], self.files[spec][training_seed], **kwargs)
 
 
 def study_models(fits: Mapping[tuple[str, int], Any], *, roles: Sequence[str], seeds: Sequence[int]) -> StudyModels:
-    """Group the trained models (``fits``: (defence, seed) → an object with ``.model``) by defence and seed."""
+    """Group the trained models (``fits``: (defence, seed) → an object with ``.model`` and ``.path``) by defence and seed."""
     by_seed = {spec: {k: fits[spec, k].model for k in seeds} for spec in roles}
     return StudyModels(by_seed=by_seed, models={spec: by_seed[spec][seeds[0]] for spec in roles},
-                       names={spec: Defence.parse(spec).label for spec in roles}, defended=[s for s in roles if s != "none"])
+                       names={spec: Defence.parse(spec).label for spec in roles}, defended=[s for s in roles if s != "none"],
+                       files={spec: {k: Path(fits[spec, k].path) for k in seeds} for spec in roles})
+
+
+def pgd_studies(models: StudyModels, images: np.ndarray, labels: np.ndarray, *, budgets: Sequence[float], steps: int,
+                noise_draws: int, seed: int, processes: int) -> dict[int, RobustnessStudy]:
+    """Seed → chapter 6's PGD study (:func:`helpers.attacks.adaptive.robustness_study`) of every model, one job per model
+    and seed in ``processes`` processes: each model's attacks and noise draws do not depend on the others'."""
+    seeds = list(next(iter(models.by_seed.values())))
+    jobs = [models.job(robustness_study_of, spec, k, name=spec, images=images, labels=labels, budgets=budgets, steps=steps,
+                       noise_draws=noise_draws, seed=seed) for k in seeds for spec in models.by_seed]
+    found = iter(run_jobs(jobs, processes=processes))
+    studies = {}
+    for k in seeds:
+        parts = {spec: next(found) for spec in models.by_seed}
+        studies[k] = RobustnessStudy(budgets=next(iter(parts.values())).budgets,
+                                     attacks={spec: part.attacks[spec] for spec, part in parts.items()},
+                                     noise={spec: part.noise[spec] for spec, part in parts.items()})
+    return studies
+
+
+def robustness_study_of(model: keras.Model, *, name: str, **kwargs) -> RobustnessStudy:
+    """:func:`helpers.attacks.adaptive.robustness_study` of one model (a job of :func:`pgd_studies`)."""
+    return robustness_study({name: model}, **kwargs)
 
 
 def curve_table(flags: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], *, names: Mapping[str, str], images: str,
@@ -160,40 +190,50 @@ class StrongStudy:
 
 
 def strong_study(models: StudyModels, digits: StudyDigits, *, pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
-                 budgets: Sequence[float], grid: np.ndarray, settings: Mapping) -> StrongStudy:
+                 budgets: Sequence[float], grid: np.ndarray, settings: Mapping, processes: int = 1) -> StrongStudy:
     """Every registered fixed-budget attack on every model and seed and every digit of ``digits.images``, each only on
-    the (budget, digit) pairs PGD (``pgd``: :func:`pgd_flags` per model) and every earlier attack left correct.
+    the (budget, digit) pairs PGD (``pgd``: :func:`pgd_flags` per model) and every earlier attack left correct; one
+    job per model and seed in ``processes`` processes.
 
     ``settings``: ``steps``, ``restarts``, ``square_queries``, ``square_restarts`` and ``seed`` (the registry's).
     The flags of an attack are "correct after it and every attack before it" (the cascade's order)."""
     at = [int(np.flatnonzero(np.isclose(budgets, e))[0]) for e in grid]
-    found = {spec: {k: cascade(m, digits.images, digits.labels, budgets=grid, after_pgd=pgd[spec]["worst"][k][at], settings=settings)
-                    for k, m in by.items()} for spec, by in models.by_seed.items()}
+    keys = [(spec, k) for spec, by in models.by_seed.items() for k in by]
+    jobs = [models.job(cascade, spec, k, images=digits.images, labels=digits.labels, budgets=grid,
+                       after_pgd=pgd[spec]["worst"][k][at], settings=settings) for spec, k in keys]
+    found: dict[str, dict[int, Cascade]] = {spec: {} for spec in models.by_seed}
+    for (spec, k), result in zip(keys, run_jobs(jobs, processes=processes), strict=True):
+        found[spec][k] = result
     return StrongStudy(grid=grid, at=at, cascades=found, flags={spec: cascade_flags(by) for spec, by in found.items()})
 
 
 def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStudy, *, studies: Mapping[int, RobustnessStudy],
                     pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]], paper_rows: Sequence[Mapping],
-                    budgets: Sequence[float], settings: Mapping, n_images: int) -> list[dict]:
+                    budgets: Sequence[float], settings: Mapping, n_images: int, processes: int = 1) -> list[dict]:
     """Chapter 6's sanity checks with their inputs: twice the effort on every seed and strong budget, the defended models
     on the undefended model's PGD digits, the count of zero input gradients (on the first digits, ``digits.xs``), and
     on the first seed the gradient-free attacks with ``settings["check_queries"]`` queries (the cascade's when absent):
     alone against the gradient attacks on every digit of the undefended model, and on every first digit the cascade
-    left on each defended one."""
+    left on each defended one. The attacks run as jobs in ``processes`` processes, the longest first."""
     middle = float(strong.grid[1:][(len(strong.grid) - 2) // 2])
     seeds, names = list(next(iter(models.by_seed.values()))), models.names
     steps, restarts, seed = settings["steps"], settings["restarts"], settings["seed"]
-    more_effort = {}
-    for s, by in models.by_seed.items():
-        runs = [doubled_effort(m, strong.cascades[s][k], digits.images, digits.labels, steps=steps, restarts=restarts, seed=seed)
-                for k, m in by.items()]
-        more_effort[names[s]] = (np.mean([r[1] for r in runs], axis=0)[1:], np.mean([r[2] for r in runs], axis=0)[1:])
     check = {**settings, "square_queries": settings.get("check_queries", settings["square_queries"])}
     first = {s: f["worst"][seeds[0]][:, digits.sub] for s, f in strong.flags.items()}
-    square = square_alone(models.models["none"], digits.images, digits.labels, budgets=strong.grid, settings=check)
+    keys = [(s, k) for s, by in models.by_seed.items() for k in by]
+    jobs = [models.job(square_alone, "none", seeds[0], images=digits.images, labels=digits.labels, budgets=strong.grid, settings=check)]
+    jobs += [models.job(square_left, s, seeds[0], images=digits.xs, labels=digits.ys, left=first[s], budgets=strong.grid, settings=check)
+             for s in models.defended]
+    jobs += [models.job(doubled_effort, s, k, found=strong.cascades[s][k], images=digits.images, labels=digits.labels, steps=steps,
+                        restarts=restarts, seed=seed) for s, k in keys]
+    square, *found = run_jobs(jobs, processes=processes)
+    left_by, runs = dict(zip(models.defended, found[: len(models.defended)], strict=True)), found[len(models.defended):]
+    more_effort = {}
+    for s in models.by_seed:
+        mine = [r for (spec, _), r in zip(keys, runs, strict=True) if spec == s]
+        more_effort[names[s]] = (np.mean([r[1] for r in mine], axis=0)[1:], np.mean([r[2] for r in mine], axis=0)[1:])
     reach = {names["none"]: (strong.flags["none"]["gradient worst"][seeds[0]].mean(axis=1)[1:], square[1:])}
-    masking = {names[s]: (first[s].mean(axis=1)[1:], square_left(models.models[s], digits.xs, digits.ys, first[s], budgets=strong.grid,
-                                                                 settings=check)[1:]) for s in models.defended}
+    masking = {names[s]: (first[s].mean(axis=1)[1:], left_by[s][1:]) for s in models.defended}
     transferred = {s: np.mean([study.transfer_accuracy(models.by_seed[s][k], studies[k].attacks["none"]["exact"].adversarial[strong.at],
                                                        digits.labels, strong.flags[s]["worst"][k][0]) for k in seeds], axis=0)
                    for s in models.defended}
