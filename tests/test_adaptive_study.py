@@ -1,4 +1,5 @@
-"""Chapter 6's adaptive study: strong attacks, worst case, the C6 statistic, Holm, and the transfer controls."""
+"""Chapter 6's adaptive study: the registered strong attacks as a cascade on real models, the C6 statistic, Holm, and the
+transfer controls."""
 
 import numpy as np
 import pytest
@@ -8,9 +9,7 @@ from helpers.defences.filters import Defence
 from helpers.studies import results
 from helpers.studies.adaptive_study import (
     check_strong_budgets,
-    combine_worst,
     curve_rows,
-    doubled_effort,
     holm,
     margin_attack,
     noise_like,
@@ -18,11 +17,10 @@ from helpers.studies.adaptive_study import (
     pooled_curve,
     robust_share,
     robustness_image_rows,
-    strong_attacks,
     transfer_accuracy,
-    worst_case,
     zero_gradient_count,
 )
+from helpers.studies.cascade import cascade, doubled_effort
 from helpers.studies.evaluate import predict_logits
 
 
@@ -76,32 +74,35 @@ def test_strong_budgets_must_be_positive_and_on_the_pgd_grid():
         check_declared(PROFILES["default"] | {"strong_budgets": [0.7]})
 
 
+def _suite(model, images, labels, budgets, **settings):
+    """The registered strong attacks as chapter 6 runs them, from the clean digits (no PGD before them)."""
+    clean = predict_logits(model, images).argmax(axis=1) == labels
+    return cascade(model, images, labels, budgets=budgets, after_pgd=np.repeat(clean[None], len(budgets), axis=0),
+                   settings={"seed": 0, **settings}), clean
+
+
 @pytest.fixture(scope="module")
 def strong_on_median(mnist, model_cache, first_test_digits):
     from helpers.training.train import train_model
 
     model = train_model("small_cnn", mnist, defence="median:3", epochs=1, cache_dir=model_cache, verbose=0)
     images, labels = first_test_digits
-    found = strong_attacks(model, images[:8], labels[:8], budgets=[0.0, 1.0, 3.0], steps=10, restarts=2, square_queries=50)
-    return model, images[:8], labels[:8], found
+    found, clean = _suite(model, images[:8], labels[:8], [0.0, 1.0, 3.0], steps=10, restarts=2, square_queries=50)
+    return model, images[:8], labels[:8], found, clean
 
 
 def test_strong_attacks_run_both_losses_both_gradients_targeted_apgd_and_square(strong_on_median):
-    model, images, labels, found = strong_on_median
-    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "APGD-T exact", "APGD-CE BPDA", "APGD-DLR BPDA", "Square"]
-    clean = predict_logits(model, images).argmax(axis=1) == labels
-    worst = worst_case(found)
-    assert np.array_equal(worst[0], clean)  # ε = 0 is the clean accuracy for every attack
-    for result in found.values():
-        assert np.all(worst <= result.correct)  # the worst case is never above any attack
-    assert worst_case(found, without=("Square",)).sum() >= worst.sum()
-    assert worst[2].mean() < clean.mean()  # ε = 3 breaks digits
+    _, _, _, found, clean = strong_on_median
+    assert list(found.broke) == ["APGD-CE exact", "APGD-DLR exact", "APGD-T exact", "APGD-CE BPDA", "APGD-DLR BPDA", "Square"]
+    assert np.array_equal(found.worst[0], clean)  # ε = 0 is the clean accuracy
+    assert np.all(found.worst <= found.after("APGD-CE exact"))  # the worst case is never above any attack
+    assert found.worst[2].mean() < clean.mean()  # ε = 3 breaks digits
 
 
 def test_strong_attacks_on_an_undefended_model_have_no_bpda(trained, first_test_digits):
     images, labels = first_test_digits
-    found = strong_attacks(trained.model, images[:4], labels[:4], budgets=[0.0, 1.0], steps=3, restarts=1, square_queries=5)
-    assert list(found) == ["APGD-CE exact", "APGD-DLR exact", "APGD-T exact", "Square"]
+    found, _ = _suite(trained.model, images[:4], labels[:4], [0.0, 1.0], steps=3, restarts=1, square_queries=5)
+    assert list(found.broke) == ["APGD-CE exact", "APGD-DLR exact", "APGD-T exact", "Square"]
 
 
 def test_margin_attack_goes_past_the_boundary(trained, correct_subset):
@@ -125,7 +126,7 @@ def test_noise_like_has_the_attacks_norm(first_test_digits):
 
 
 def test_zero_gradient_count_counts_every_view_and_point(strong_on_median):
-    model, images, labels, _ = strong_on_median
+    model, images, labels, _, _ = strong_on_median
     zeros, tried = zero_gradient_count(model, images, labels, radius=1.0, draws=2)
     assert tried == len(images) * 3 * 2 and 0 <= zeros <= tried  # clean + 2 random points, exact + BPDA
 
@@ -145,22 +146,12 @@ def test_rows_fit_the_results_files(tmp_path, monkeypatch):
     assert [(r["test_index"], r["broken"]) for r in results.ROBUSTNESS_IMAGES.read()] == [(7, False), (3, True), (9, True)]
 
 
-def test_combine_worst_names_every_attack_and_the_three_worst_cases(strong_on_median):
-    _, _, _, found = strong_on_median
-    pgd = np.ones_like(found["Square"].correct)
-    pgd[1, 0] = False  # PGD broke digit 0 at ε = 1
-    flags = combine_worst({0: found, 1: found}, {0: pgd, 1: pgd})
-    assert list(flags) == [*found, "PGD worst", "gradient worst", "worst"] and list(flags["worst"]) == [0, 1]
-    assert not flags["worst"][0][1, 0] and np.array_equal(flags["worst"][1], worst_case(found) & pgd)
-    assert np.all(flags["worst"][0] <= flags["gradient worst"][0])
-
-
-def test_doubled_effort_reruns_the_strongest_variant(strong_on_median):
-    model, images, labels, found = strong_on_median
-    name, usual, doubled = doubled_effort(model, found, images, labels, budget=1.0, steps=10, restarts=2)
-    means = {a: found[a].accuracy[1:].mean() for a in found if a.startswith("APGD")}
-    assert means[name] == min(means.values())
-    assert usual.tolist() == found[name].accuracy[[0, 1]].tolist() and doubled[0] == usual[0]  # ε = 0: clean accuracy
+def test_doubled_effort_reruns_the_variant_that_broke_most_on_what_the_cascade_left(strong_on_median):
+    model, images, labels, found, clean = strong_on_median
+    name, usual, doubled = doubled_effort(model, found, images, labels, steps=10, restarts=2, seed=0)
+    assert name.startswith("APGD") and int(found.broke[name].sum()) == max(int(b.sum()) for n, b in found.broke.items() if n.startswith("APGD"))
+    assert usual.tolist() == found.worst.mean(axis=1).tolist() and doubled[0] == usual[0] == clean.mean()
+    assert np.all(doubled <= usual)  # it only reruns what was left: it can break more, never less
 
 
 def test_transfer_accuracy_counts_only_clean_correct_digits(trained, first_test_digits):

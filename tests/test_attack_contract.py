@@ -17,6 +17,7 @@ from helpers.attacks.registry import ATTACKS, AttackSpec, attacks_of, register_a
 from helpers.core.contract import RobustnessResult, l2_distances
 from helpers.core.engine import predict_logits
 from helpers.studies import adaptive_study, results, scores
+from helpers.studies.cascade import cascade, cascade_flags
 from helpers.training.models import build_model
 
 BUDGETS = [0.0, 0.5, 2.0]
@@ -175,13 +176,14 @@ def throwaway():
 
 def test_a_registered_attack_appears_in_chapter_6s_study(throwaway, defended):
     model, x, labels, _ = defended
-    found = adaptive_study.strong_attacks(model, x, labels, budgets=BUDGETS, steps=2, restarts=1, square_queries=5)
-    assert list(found)[-1] == "nudge" and "Square" in found
-    flags = adaptive_study.combine_worst({0: found}, {0: np.ones((len(BUDGETS), len(x)), bool)})
+    found = cascade(model, x, labels, budgets=BUDGETS, after_pgd=np.ones((len(BUDGETS), len(x)), bool),
+                    settings={"steps": 2, "restarts": 1, "square_queries": 5, "seed": 0})
+    assert list(found.broke)[-2:] == ["Square", "nudge"]
+    flags = cascade_flags({0: found})
     assert "nudge" in flags
     # Gradient-free, like Square: in the worst case, out of the gradient worst case.
-    np.testing.assert_array_equal(flags["gradient worst"][0], adaptive_study.worst_case(found, without=("Square", "nudge")))
-    np.testing.assert_array_equal(adaptive_study.gradient_free_worst(found), found["Square"].correct & found["nudge"].correct)
+    np.testing.assert_array_equal(flags["gradient worst"][0], found.after(found.last_gradient_attack()))
+    np.testing.assert_array_equal(found.gradient_free_breaks(), found.broke["Square"] | found.broke["nudge"])
     rows = adaptive_study.curve_rows(model="m", label="m", images="strong subset", budgets=BUDGETS, curves=flags, n_resamples=20)
     assert "nudge" in {r["attack"] for r in rows}
 

@@ -134,7 +134,7 @@ def test_adversarial_training_study_checks_and_result_rows():
                                          grid=grid, steps=3, restarts=1, seed=0, n_images=6)
     assert {c["model"] for c in checks} == {"AT"} and len(checks) >= 5
     effort = next(c for c in checks if c["check"] == "twice the steps and restarts change little")
-    assert effort["measured"].endswith("(first seed, ε = 1)")  # where it was measured, not chapter 6's scope
+    assert effort["measured"].endswith("(first seed, every strong budget)")  # where it was measured, not chapter 6's scope
     smoothed = smoothing_study({("noise:0.5", k): _tiny(k) for k in (0, 1)}, regimes={0.5: "noise:0.5"}, seeds=[0, 1],
                                images=digits.xs, labels=digits.ys, budgets=grid, radii=np.linspace(0, 1, 3), n0=5, n=20,
                                alpha=0.01, steps=2, samples=2, seed=0)

@@ -1,10 +1,10 @@
-"""Attack jobs in worker processes (helpers.core.workers): the same numbers as in the notebook's own process."""
+"""Attack jobs in worker processes (helpers.studies.workers): the same numbers as in the notebook's own process."""
 
 import numpy as np
 import pytest
 
 from helpers.attacks.adaptive import pgd_l2
-from helpers.core.workers import _run_in_worker, model_job, run_jobs
+from helpers.studies.workers import _run_in_worker, model_job, run_jobs
 
 
 @pytest.mark.slow

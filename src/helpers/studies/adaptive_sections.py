@@ -17,7 +17,6 @@ from helpers.attacks.adaptive import RobustnessStudy, bpda_model, robustness_stu
 from helpers.attacks.registry import attacks_of
 from helpers.core.paths import relative
 from helpers.core.stats import bootstrap_ci
-from helpers.core.workers import Job, model_job, run_jobs
 from helpers.defences.filters import Defence
 from helpers.studies import adaptive_study as study
 from helpers.studies.adaptive_readouts import evaluation_text
@@ -28,6 +27,7 @@ from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, wit
 from helpers.studies.sanity import failed_checks, failed_positive_only, sanity_checks
 from helpers.studies.shares import C6Design, StudyDigits, c6_design, robust_shares, share_statistic
 from helpers.studies.verdicts import PLANNED_MODELS, adaptive_verdict
+from helpers.studies.workers import Job, model_job, run_jobs
 
 NOISE_CONTROL = "control: + random noise of the same ‖δ‖₂"
 

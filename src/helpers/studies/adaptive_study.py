@@ -1,10 +1,6 @@
-"""Chapter 6's adaptive evaluation over training seeds: the strong attacks, the per-image worst case, the fixed
+"""Chapter 6's adaptive evaluation over training seeds: the fixed
 summary statistic with its paired bootstrap and Holm correction, and the inputs of the transfer controls.
 
-* :func:`strong_attacks` — every registered fixed-budget attack (:mod:`helpers.attacks.registry`) on one model:
-  APGD with the cross-entropy and the DLR margin loss, each with the exact gradient and (for a defended model)
-  BPDA, with random restarts; targeted APGD (APGD-T) with the exact gradient; and the gradient-free Square attack.
-* :func:`worst_case` — per image and budget, "every attack kept the label".
 * :func:`robust_share` — the statistic fixed before the data: per image, the share of the budgets
   0 < ε ≤ ε_max at which it stays correct (the normalised area under its robust-accuracy curve on that grid).
 * :func:`paired_gains` — defended minus undefended, intervals by a bootstrap over training seeds (drawn per
@@ -24,8 +20,7 @@ import tensorflow as tf
 
 from helpers.attacks.adaptive import bpda_model, has_defence, noise_of_norm
 from helpers.attacks.attack import loss_and_gradient
-from helpers.attacks.registry import ATTACKS, attacks_of
-from helpers.core.contract import RobustnessResult, l2_norms, safe_norms
+from helpers.core.contract import l2_norms, safe_norms
 from helpers.core.engine import check_classifier, check_model_images, compiled, loop_body, predict_logits
 from helpers.core.stats import (
     accuracy_curve_ci,
@@ -38,85 +33,6 @@ from helpers.core.stats import (
     seed_picks,
 )
 from helpers.core.validate import check_float, check_int, check_labels
-
-
-def strong_attacks(
-    model: keras.Model,
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    budgets,
-    steps: int = 100,
-    restarts: int = 5,
-    square_queries: int = 1000,
-    seed: int = 0,
-) -> dict[str, RobustnessResult]:
-    """Every registered fixed-budget attack (:mod:`helpers.attacks.registry`), in registration order: the book's
-    are APGD-CE, APGD-DLR and APGD-T with the exact gradient, APGD-CE and APGD-DLR with BPDA (only when ``model`` has a
-    filter), then the gradient-free Square.
-
-    Names: ``"APGD-CE exact"``, ``"APGD-DLR exact"``, ``"APGD-T exact"``, ``"APGD-CE BPDA"``, ``"APGD-DLR BPDA"``,
-    ``"Square"``. Every
-    attack sees the same images and budgets, so their flags can be combined image by image.
-    """
-    settings = {"steps": steps, "restarts": restarts, "square_queries": square_queries, "seed": seed}
-    defended = has_defence(model)
-    views = {"exact": model, "none": model, "BPDA": bpda_model(model) if defended else None}
-    found: dict[str, RobustnessResult] = {}
-    for spec in attacks_of("fixed_budget"):
-        if views[spec.gradient] is not None:
-            found[spec.name] = spec.run(views[spec.gradient], images, labels, budgets=budgets, settings=settings)
-    return found
-
-
-def worst_case(results: Mapping[str, RobustnessResult], *, without: tuple[str, ...] = ()) -> np.ndarray:
-    """(B, N) flags: correct under every attack of ``results`` except those named in ``without``."""
-    kept = [r.correct for name, r in results.items() if name not in without]
-    if not kept:
-        raise ValueError(f"results: no attack left after leaving out {list(without)}")
-    return np.logical_and.reduce(kept)
-
-
-def gradient_free(results: Mapping[str, RobustnessResult]) -> tuple[str, ...]:
-    """The names in ``results`` of registered gradient-free attacks (the cross-check for gradient masking)."""
-    return tuple(name for name in results if name in ATTACKS and ATTACKS[name].gradient_free)
-
-
-def gradient_free_worst(results: Mapping[str, RobustnessResult]) -> np.ndarray:
-    """(B, N) flags: correct under every gradient-free attack of ``results``."""
-    names = gradient_free(results)
-    if not names:
-        raise ValueError(f"results: no gradient-free attack among {list(results)}")
-    return worst_case(results, without=tuple(n for n in results if n not in names))
-
-
-def combine_worst(
-    strong: Mapping[int, Mapping[str, RobustnessResult]], pgd_worst: Mapping[int, np.ndarray]
-) -> dict[str, dict[int, np.ndarray]]:
-    """Attack → training seed → (budgets, images) flags on the strong subset: every strong attack, then
-    ``"PGD worst"`` (``pgd_worst``, the PGD worst case on the same digits and budgets), ``"gradient worst"`` (PGD
-    and every APGD variant) and ``"worst"`` (everything, Square included)."""
-    seeds = list(strong)
-    flags = {name: {k: strong[k][name].correct for k in seeds} for name in strong[seeds[0]]}
-    flags["PGD worst"] = {k: pgd_worst[k] for k in seeds}
-    flags["gradient worst"] = {k: worst_case(strong[k], without=gradient_free(strong[k])) & pgd_worst[k] for k in seeds}
-    flags["worst"] = {k: worst_case(strong[k]) & pgd_worst[k] for k in seeds}
-    return flags
-
-
-def doubled_effort(
-    model: keras.Model, found: Mapping[str, RobustnessResult], images: np.ndarray, labels: np.ndarray, *, budget: float,
-    steps: int, restarts: int, seed: int = 0,
-) -> tuple[str, np.ndarray, np.ndarray]:
-    """The strongest APGD variant of ``found`` (lowest mean accuracy over its budgets > 0), rerun at ε = ``budget``
-    with twice the steps and twice the restarts. Returns (its name, accuracy at [0, ε] as found, with twice the effort)."""
-    variants = [name for name in found if name in ATTACKS and ATTACKS[name].family == "APGD"]
-    name = min(variants, key=lambda a: found[a].accuracy[found[a].budgets > 0].mean())
-    spec = ATTACKS[name]
-    view = bpda_model(model) if spec.gradient == "BPDA" else model
-    again = spec.run(view, images, labels, budgets=[0.0, budget], settings={"steps": 2 * steps, "restarts": 2 * restarts, "seed": seed})
-    at = int(np.flatnonzero(np.isclose(found[name].budgets, budget))[0])
-    return name, found[name].accuracy[[0, at]], again.accuracy
 
 
 def transfer_accuracy(model: keras.Model, adversarial: np.ndarray, labels: np.ndarray, clean_correct: np.ndarray) -> np.ndarray:

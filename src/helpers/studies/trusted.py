@@ -12,11 +12,10 @@ import keras
 import numpy as np
 
 from helpers.attacks.adaptive import RobustnessStudy, robustness_study
-from helpers.core.contract import RobustnessResult
 from helpers.core.engine import predict_logits
 from helpers.core.paths import relative
 from helpers.defences.smoothing import certify, largest_certifiable_radius
-from helpers.studies.adaptive_study import combine_worst, doubled_effort, strong_attacks, zero_gradient_count
+from helpers.studies.adaptive_study import zero_gradient_count
 from helpers.studies.alternatives import (
     certificate_violations,
     certified_flags,
@@ -24,6 +23,7 @@ from helpers.studies.alternatives import (
     smoothed_pgd,
     smoothed_predict,
 )
+from helpers.studies.cascade import Cascade, cascade, cascade_flags, doubled_effort
 from helpers.studies.intervals import BOOTSTRAP_SEEDS, other_bootstrap_seed, with_stability
 from helpers.studies.sanity import certificate_check, eot_effort_check, sanity_checks
 from helpers.studies.shares import StudyDigits, alternative_gains
@@ -167,11 +167,12 @@ def smoothing_rows(found: SmoothingStudy, *, regimes: Mapping[float, str], seeds
 
 @dataclass(frozen=True)
 class TrainedStudy:
-    """Adversarial training under chapter 6's attacks: PGD on every digit, the strong suite on the subset."""
+    """Adversarial training under chapter 6's attacks: PGD on every digit, the strong suite on the subset as chapter 6
+    runs it (a cascade: each attack on the pairs every earlier one left)."""
 
     studies: dict[int, RobustnessStudy]  # seed → PGD study of the model named "AT"
-    strong: dict[int, dict[str, RobustnessResult]]  # seed → strong attack → result
-    flags: dict[str, dict[int, np.ndarray]]  # attack → seed → (strong budgets, subset) flags, worst cases too
+    cascades: dict[int, Cascade]  # seed → what each strong attack broke first
+    flags: dict[str, dict[int, np.ndarray]]  # "PGD worst", each attack, worst cases → seed → (strong budgets, subset) flags
     cpu_seconds_per_image: float  # of the strong suite, per digit and seed
 
     def pgd_accuracy(self) -> np.ndarray:
@@ -182,23 +183,25 @@ class TrainedStudy:
 def adversarial_training_study(models: Mapping[int, keras.Model], digits: StudyDigits, *, budgets: Sequence[float],
                                grid: np.ndarray, pgd_steps: int, noise_draws: int, steps: int, restarts: int,
                                square_queries: int, seed: int) -> TrainedStudy:
-    """Chapter 6's PGD study on every digit and its strong attacks on the subset, for each seed's model (``models``)."""
+    """Chapter 6's PGD study on every digit and its strong attacks on the subset, as chapter 6's cascade
+    (:func:`helpers.studies.cascade.cascade`, from PGD's worst case), for each seed's model (``models``)."""
     studies = {k: robustness_study({"AT": m}, digits.images, digits.labels, budgets=budgets, steps=pgd_steps,
                                    noise_draws=noise_draws, seed=seed) for k, m in models.items()}
     at = [int(np.flatnonzero(np.isclose(budgets, e))[0]) for e in grid]
+    settings = {"steps": steps, "restarts": restarts, "square_queries": square_queries, "seed": seed}
     start = time.process_time()
-    strong = {k: strong_attacks(m, digits.xs, digits.ys, budgets=grid, steps=steps, restarts=restarts,
-                                square_queries=square_queries, seed=seed) for k, m in models.items()}
+    found = {k: cascade(m, digits.xs, digits.ys, budgets=grid, after_pgd=studies[k].worst("AT")[at][:, digits.sub],
+                        settings=settings) for k, m in models.items()}
     cost = (time.process_time() - start) / len(digits.xs) / len(models)
-    flags = combine_worst(strong, {k: studies[k].attacks["AT"]["exact"].correct[at][:, digits.sub] for k in models})
-    return TrainedStudy(studies=studies, strong=strong, flags=flags, cpu_seconds_per_image=cost)
+    return TrainedStudy(studies=studies, cascades=found, flags=cascade_flags(found), cpu_seconds_per_image=cost)
 
 
 def adversarial_training_checks(models: Mapping[int, keras.Model], digits: StudyDigits, found: TrainedStudy, *, label: str,
                                 unbounded_success: float, budgets: Sequence[float], grid: np.ndarray, steps: int,
                                 restarts: int, seed: int, n_images: int) -> list[dict]:
     """Chapter 6's sanity checks (:func:`helpers.studies.sanity.sanity_checks`) for the adversarially trained models;
-    twice the effort and the zero-gradient count on the first seed's model, at the middle strong budget."""
+    on the first seed's model, twice the effort on every pair the cascade left (every strong budget) and the
+    zero-gradient count at the middle strong budget."""
     first = next(iter(models))
     middle = float(grid[1:][(len(grid) - 2) // 2])
     pgd = {k: s.attacks["AT"]["exact"].correct for k, s in found.studies.items()}
@@ -207,10 +210,10 @@ def adversarial_training_checks(models: Mapping[int, keras.Model], digits: Study
         curves={label: {f"{a}, seed {k}": f.mean(axis=1) for a, by in {"PGD": pgd, **found.flags}.items() for k, f in by.items()}},
         worst={label: found.pgd_accuracy()},
         noise={label: np.mean([s.noise["AT"].accuracy for s in found.studies.values()], axis=0)},
-        square_reach={}, more_effort={label: doubled_effort(models[first], found.strong[first], digits.xs, digits.ys, budget=middle, steps=steps,
-                                           restarts=restarts, seed=seed)[1:]},
+        square_reach={}, more_effort={label: tuple(a[1:] for a in doubled_effort(models[first], found.cascades[first], digits.xs, digits.ys,
+                                                                            steps=steps, restarts=restarts, seed=seed)[1:])},
         transfer={}, zero_gradients={label: zero_gradient_count(models[first], digits.xs, digits.ys, radius=middle, seed=seed)},
-        n_images=n_images, n_strong=len(digits.xs), effort_scope=f"first seed, ε = {middle:g}")
+        n_images=n_images, n_strong=len(digits.xs), effort_scope="first seed, every strong budget")
 
 
 def trusted_images(fits: Mapping[tuple[str, int], object], digits: StudyDigits, *, names: Mapping[str, str], adversarial: str,

@@ -52,7 +52,7 @@ def run_jobs(jobs: Sequence[Job], *, processes: int) -> list[Any]:
     an error in a job is raised here, with the worker's traceback."""
     processes = check_int("processes", processes, minimum=1)
     if not all(isinstance(job, Job) for job in jobs):
-        raise TypeError("jobs: expected a sequence of helpers.core.workers.Job")
+        raise TypeError("jobs: expected a sequence of helpers.studies.workers.Job")
     if processes == 1 or len(jobs) < 2:
         return [job.function(job.model, **job.kwargs) for job in jobs]
     missing = sorted({str(job.model_file) for job in jobs if not job.model_file.is_file()})
