@@ -182,11 +182,16 @@ def _tiny_study(digits, seeds=(0, 1)):
 
 @pytest.mark.slow
 def test_strong_study_runs_every_attack_on_every_digit_model_and_seed_and_never_beats_its_worst_case(digits):
+    from helpers.studies.adaptive_sections import square_alone
+
     _, grouped, chosen, budgets, _, pgd, strong = _tiny_study(digits)
     assert strong.at == [0, 2] and list(strong.cascades) == ["none", "gaussian:1.5"]
     # BPDA runs only where the filter is not linear (tests/test_adaptive.py): not on the Gaussian.
     assert set(strong.cascades["gaussian:1.5"][1].broke) == set(strong.cascades["none"][1].broke)
     assert not any("BPDA" in name for name in strong.cascades["gaussian:1.5"][1].broke)
+    # Square alone on the undefended model's first seed, every digit: what the reach check compares.
+    alone = square_alone(grouped.by_seed["none"][0], chosen.images, chosen.labels, budgets=[0.0, 1.0], settings=SETTINGS)
+    assert np.array_equal(strong.square_alone, alone) and alone[0] == strong.flags["none"]["PGD worst"][0][0].mean()
     for spec, flags in strong.flags.items():
         for k in (0, 1):
             worst = flags["worst"][k]

@@ -187,24 +187,31 @@ class StrongStudy:
     at: list[int]  # their positions in the PGD grid
     cascades: dict[str, dict[int, Cascade]]  # model → seed → what each attack broke first
     flags: dict[str, dict[str, dict[int, np.ndarray]]]  # model → "PGD worst", each attack, worst cases → seed → (budgets, images)
+    square_alone: np.ndarray  # (B,) the undefended model (first seed) under the gradient-free attacks alone, every digit
 
 
 def strong_study(models: StudyModels, digits: StudyDigits, *, pgd: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]],
                  budgets: Sequence[float], grid: np.ndarray, settings: Mapping, processes: int = 1) -> StrongStudy:
     """Every registered fixed-budget attack on every model and seed and every digit of ``digits.images``, each only on
     the (budget, digit) pairs PGD (``pgd``: :func:`pgd_flags` per model) and every earlier attack left correct; one
-    job per model and seed in ``processes`` processes.
+    job per model and seed in ``processes`` processes. Beside them, the first job: the gradient-free attacks alone on
+    the undefended model's first seed with ``settings["check_queries"]`` queries (the cascade's when absent), what the
+    check of their reach (:func:`chapter6_sanity`) compares; it is the longest job, so it starts first.
 
     ``settings``: ``steps``, ``restarts``, ``square_queries``, ``square_restarts`` and ``seed`` (the registry's).
     The flags of an attack are "correct after it and every attack before it" (the cascade's order)."""
     at = [int(np.flatnonzero(np.isclose(budgets, e))[0]) for e in grid]
     keys = [(spec, k) for spec, by in models.by_seed.items() for k in by]
-    jobs = [models.job(cascade, spec, k, images=digits.images, labels=digits.labels, budgets=grid,
-                       after_pgd=pgd[spec]["worst"][k][at], settings=settings) for spec, k in keys]
+    check = {**settings, "square_queries": settings.get("check_queries", settings["square_queries"])}
+    jobs = [models.job(square_alone, "none", next(iter(models.by_seed["none"])), images=digits.images, labels=digits.labels, budgets=grid, settings=check)]
+    jobs += [models.job(cascade, spec, k, images=digits.images, labels=digits.labels, budgets=grid,
+                        after_pgd=pgd[spec]["worst"][k][at], settings=settings) for spec, k in keys]
+    alone, *results = run_jobs(jobs, processes=processes)
     found: dict[str, dict[int, Cascade]] = {spec: {} for spec in models.by_seed}
-    for (spec, k), result in zip(keys, run_jobs(jobs, processes=processes), strict=True):
+    for (spec, k), result in zip(keys, results, strict=True):
         found[spec][k] = result
-    return StrongStudy(grid=grid, at=at, cascades=found, flags={spec: cascade_flags(by) for spec, by in found.items()})
+    return StrongStudy(grid=grid, at=at, cascades=found, flags={spec: cascade_flags(by) for spec, by in found.items()},
+                       square_alone=alone)
 
 
 def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStudy, *, studies: Mapping[int, RobustnessStudy],
@@ -214,25 +221,25 @@ def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStud
     on the undefended model's PGD digits, the count of zero input gradients (on the first digits, ``digits.xs``), and
     on the first seed the gradient-free attacks with ``settings["check_queries"]`` queries (the cascade's when absent):
     alone against the gradient attacks on every digit of the undefended model, and on every first digit the cascade
-    left on each defended one. The attacks run as jobs in ``processes`` processes, the longest first."""
+    left on each defended one (the first of these ran with the strong study: ``strong.square_alone``). The attacks run
+    as jobs in ``processes`` processes, the longest first."""
     middle = float(strong.grid[1:][(len(strong.grid) - 2) // 2])
     seeds, names = list(next(iter(models.by_seed.values()))), models.names
     steps, restarts, seed = settings["steps"], settings["restarts"], settings["seed"]
     check = {**settings, "square_queries": settings.get("check_queries", settings["square_queries"])}
     first = {s: f["worst"][seeds[0]][:, digits.sub] for s, f in strong.flags.items()}
     keys = [(s, k) for s, by in models.by_seed.items() for k in by]
-    jobs = [models.job(square_alone, "none", seeds[0], images=digits.images, labels=digits.labels, budgets=strong.grid, settings=check)]
-    jobs += [models.job(square_left, s, seeds[0], images=digits.xs, labels=digits.ys, left=first[s], budgets=strong.grid, settings=check)
-             for s in models.defended]
+    jobs = [models.job(square_left, s, seeds[0], images=digits.xs, labels=digits.ys, left=first[s], budgets=strong.grid, settings=check)
+            for s in models.defended]
     jobs += [models.job(doubled_effort, s, k, found=strong.cascades[s][k], images=digits.images, labels=digits.labels, steps=steps,
                         restarts=restarts, seed=seed) for s, k in keys]
-    square, *found = run_jobs(jobs, processes=processes)
+    found = run_jobs(jobs, processes=processes)
     left_by, runs = dict(zip(models.defended, found[: len(models.defended)], strict=True)), found[len(models.defended):]
     more_effort = {}
     for s in models.by_seed:
         mine = [r for (spec, _), r in zip(keys, runs, strict=True) if spec == s]
         more_effort[names[s]] = (np.mean([r[1] for r in mine], axis=0)[1:], np.mean([r[2] for r in mine], axis=0)[1:])
-    reach = {names["none"]: (strong.flags["none"]["gradient worst"][seeds[0]].mean(axis=1)[1:], square[1:])}
+    reach = {names["none"]: (strong.flags["none"]["gradient worst"][seeds[0]].mean(axis=1)[1:], strong.square_alone[1:])}
     masking = {names[s]: (first[s].mean(axis=1)[1:], left_by[s][1:]) for s in models.defended}
     transferred = {s: np.mean([study.transfer_accuracy(models.by_seed[s][k], studies[k].attacks["none"]["exact"].adversarial[strong.at],
                                                        digits.labels, strong.flags[s]["worst"][k][0]) for k in seeds], axis=0)
