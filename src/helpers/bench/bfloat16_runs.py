@@ -7,6 +7,10 @@ with float32 in interleaved rounds:
 * the machine's ``tf.matmul`` and both models' attack steps (random inputs: speed does not depend on them);
 * the paper's attack and DDN on the chapter's digits, through each copy: their time, and what they found. An
   adversarial found in bfloat16 is judged again by the float32 model, which is the model a reader deploys.
+
+On a CPU without bfloat16 arithmetic TensorFlow emulates it, about ten times slower than float32: there every timing
+runs one round (with five, this section took 200 s of the default book on such a CPU), and the prose says that the
+mode only slows it down.
 """
 
 from __future__ import annotations
@@ -98,10 +102,28 @@ class Bfloat16Mode:
             "bf16_inception_speedup": speed["inception_v3"], "bf16_small_speedup": speed["small_cnn"],
             "bf16_paper_speedup": speed["paper"], "bf16_ddn_speedup": speed["ddn"],
             "bf16_inception_share": 100 * self.gflops["inception_v3"]["bfloat16"] / self.gflops["matmul"]["bfloat16"],
+            "bf16_speed_sentence": self._speed_sentence(),
             "bf16_kept_sentence": self._kept_sentence(),
             "bf16_paper_ratio": paper.l2_ratio[0], "bf16_ddn_ratio": ddn.l2_ratio[0],
             "bf16_ddn_low": ddn.l2_ratio[1], "bf16_ddn_high": ddn.l2_ratio[2],
         }
+
+    def _speed_sentence(self) -> str:
+        """What bfloat16 gained (or, emulated, lost) in speed, in words."""
+        speed = {name: median(r) for name, r in self.speedups().items()}
+        whole = f"{speed['paper']:.2f}× (the paper's attack) and {speed['ddn']:.2f}× (DDN)"
+        if not self.available:
+            return (f"This CPU has no bfloat16 arithmetic, so TensorFlow emulates it and the mode only slows it down: "
+                    f"`tf.matmul` ran at {speed['matmul']:.2f}× float32's rate, the attack steps at "
+                    f"{speed['inception_v3']:.2f}× on InceptionV3 and {speed['small_cnn']:.2f}× on the small CNN, and whole "
+                    f"attacks at {whole}. On such a CPU each timing is one round, since the emulated attacks take minutes; "
+                    "the mode is meant for CPUs with AMX or AVX512-BF16")
+        share = 100 * self.gflops["inception_v3"]["bfloat16"] / self.gflops["matmul"]["bfloat16"]
+        return (f"bfloat16 ran `tf.matmul` at {self.gflops['matmul']['bfloat16']:.0f} GFLOP/s, {speed['matmul']:.1f}× "
+                f"float32's rate, but the attack steps gained far less: {speed['inception_v3']:.2f}× on InceptionV3 and "
+                f"{speed['small_cnn']:.2f}× on the small CNN. The convolutions and their input gradients do not reach the "
+                f"product's rate (InceptionV3's step ran at {share:.0f} % of bfloat16's `tf.matmul`), and the operations "
+                f"that only move memory gain little. Whole attacks gained {whole}")
 
     def _kept_sentence(self) -> str:
         """How many of the bfloat16 runs' adversarials the float32 model agrees with, and what follows, in words."""
@@ -121,11 +143,16 @@ class Bfloat16Mode:
 def bfloat16_mode(
     model: keras.Model, inception: keras.Model, images: np.ndarray, labels: np.ndarray, targets: np.ndarray, *,
     step: float, max_steps: int, minnorm_steps: int, inception_batch: int, small_batch: int, repeats: int,
+    native: bool | None = None,
 ) -> Bfloat16Mode:
     """The float32 models and their :func:`helpers.training.models.bfloat16_copy` side by side: ``tf.matmul`` of
     :data:`MATMUL_N` squares, each model's attack step, and the paper's attack (``step``, ``max_steps``) and DDN
-    (``minnorm_steps``) on ``images`` toward ``targets``; ``3·repeats`` rounds for the steps, ``repeats`` for the attacks."""
+    (``minnorm_steps``) on ``images`` toward ``targets``; ``3·repeats`` rounds for the steps, ``repeats`` for the attacks.
+    ``native``: whether the CPU has bfloat16 arithmetic (``None``: read it, :func:`bfloat16_available`); without it,
+    ``repeats`` is 1."""
     repeats = check_int("repeats", repeats, minimum=1)
+    native = bfloat16_available() if native is None else bool(native)
+    repeats = repeats if native else 1
     inception_batch = check_int("inception_batch", inception_batch, minimum=1)
     small_batch = check_int("small_batch", small_batch, minimum=1)
     copies = {"float32": {"inception_v3": inception, "small_cnn": model},
@@ -159,7 +186,7 @@ def bfloat16_mode(
                "inception_v3": f"InceptionV3 attack step ({inception.input_shape[1]} px, batch {inception_batch})",
                "small_cnn": f"small CNN attack step (batch {small_batch})",
                "paper": f"paper's attack, {len(images)} digits", "ddn": f"DDN ({minnorm_steps} steps), {len(images)} digits"}
-    return Bfloat16Mode(bfloat16_available(), gflops, step_seconds, attacks, labels_)
+    return Bfloat16Mode(native, gflops, step_seconds, attacks, labels_)
 
 
 def _outcome(model: keras.Model, outcome: dict[str, Any], targets: np.ndarray, seconds: dict[str, list[float]]) -> AttackInModes:

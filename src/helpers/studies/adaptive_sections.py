@@ -179,6 +179,12 @@ def every_curve(flags: Mapping[str, Mapping[int, np.ndarray]]) -> dict[str, np.n
     return {f"{a}, seed {k}": f.mean(axis=1) for a, by in flags.items() if a != "noise" for k, f in by.items()}
 
 
+def check_settings(settings: Mapping) -> dict:
+    """The settings of chapter 6's gradient-free checks: the cascade's ``settings`` with ``settings["check_queries"]``
+    queries (the cascade's when absent)."""
+    return {**settings, "square_queries": settings.get("check_queries", settings["square_queries"])}
+
+
 @dataclass(frozen=True)
 class StrongStudy:
     """The strong attacks on every model and seed, as a cascade (:mod:`helpers.studies.cascade`) on every digit."""
@@ -202,7 +208,7 @@ def strong_study(models: StudyModels, digits: StudyDigits, *, pgd: Mapping[str, 
     The flags of an attack are "correct after it and every attack before it" (the cascade's order)."""
     at = [int(np.flatnonzero(np.isclose(budgets, e))[0]) for e in grid]
     keys = [(spec, k) for spec, by in models.by_seed.items() for k in by]
-    check = {**settings, "square_queries": settings.get("check_queries", settings["square_queries"])}
+    check = check_settings(settings)
     jobs = [models.job(square_alone, "none", next(iter(models.by_seed["none"])), images=digits.images, labels=digits.labels, budgets=grid, settings=check)]
     jobs += [models.job(cascade, spec, k, images=digits.images, labels=digits.labels, budgets=grid,
                         after_pgd=pgd[spec]["worst"][k][at], settings=settings) for spec, k in keys]
@@ -226,7 +232,7 @@ def chapter6_sanity(models: StudyModels, digits: StudyDigits, strong: StrongStud
     middle = float(strong.grid[1:][(len(strong.grid) - 2) // 2])
     seeds, names = list(next(iter(models.by_seed.values()))), models.names
     steps, restarts, seed = settings["steps"], settings["restarts"], settings["seed"]
-    check = {**settings, "square_queries": settings.get("check_queries", settings["square_queries"])}
+    check = check_settings(settings)
     first = {s: f["worst"][seeds[0]][:, digits.sub] for s, f in strong.flags.items()}
     keys = [(s, k) for s, by in models.by_seed.items() for k in by]
     jobs = [models.job(square_left, s, seeds[0], images=digits.xs, labels=digits.ys, left=first[s], budgets=strong.grid, settings=check)
