@@ -8,9 +8,9 @@ with float32 in interleaved rounds:
 * the paper's attack and DDN on the chapter's digits, through each copy: their time, and what they found. An
   adversarial found in bfloat16 is judged again by the float32 model, which is the model a reader deploys.
 
-On a CPU without bfloat16 arithmetic TensorFlow emulates it, about ten times slower than float32: there every timing
-runs one round (with five, this section took 200 s of the default book on such a CPU), and the prose says that the
-mode only slows it down.
+On a CPU without bfloat16 arithmetic TensorFlow emulates it, about ten times slower than float32: there ``repeats`` is
+1, so the attacks are timed in one round and the steps in three (with five and fifteen, this section took 200 s of the
+default book on such a CPU, against 67 s), and the prose says that the mode only slows it down.
 """
 
 from __future__ import annotations
@@ -113,16 +113,18 @@ class Bfloat16Mode:
         speed = {name: median(r) for name, r in self.speedups().items()}
         whole = f"{speed['paper']:.2f}× (the paper's attack) and {speed['ddn']:.2f}× (DDN)"
         if not self.available:
+            rounds = {name: len(r) for name, r in self.speedups().items()}
             return (f"This CPU has no bfloat16 arithmetic, so TensorFlow emulates it and the mode only slows it down: "
-                    f"`tf.matmul` ran at {speed['matmul']:.2f}× float32's rate, the attack steps at "
+                    f"tf.matmul ran at {speed['matmul']:.2f}× float32's rate, the attack steps at "
                     f"{speed['inception_v3']:.2f}× on InceptionV3 and {speed['small_cnn']:.2f}× on the small CNN, and whole "
-                    f"attacks at {whole}. On such a CPU each timing is one round, since the emulated attacks take minutes; "
-                    "the mode is meant for CPUs with AMX or AVX512-BF16")
+                    f"attacks at {whole}. On such a CPU the steps are timed in {rounds['matmul']} rounds and the attacks in "
+                    f"{rounds['ddn']}, since the emulated attacks take minutes; the mode is meant for CPUs with AMX or "
+                    "AVX512-BF16")
         share = 100 * self.gflops["inception_v3"]["bfloat16"] / self.gflops["matmul"]["bfloat16"]
-        return (f"bfloat16 ran `tf.matmul` at {self.gflops['matmul']['bfloat16']:.0f} GFLOP/s, {speed['matmul']:.1f}× "
+        return (f"bfloat16 ran tf.matmul at {self.gflops['matmul']['bfloat16']:.0f} GFLOP/s, {speed['matmul']:.1f}× "
                 f"float32's rate, but the attack steps gained far less: {speed['inception_v3']:.2f}× on InceptionV3 and "
                 f"{speed['small_cnn']:.2f}× on the small CNN. The convolutions and their input gradients do not reach the "
-                f"product's rate (InceptionV3's step ran at {share:.0f} % of bfloat16's `tf.matmul`), and the operations "
+                f"product's rate (InceptionV3's step ran at {share:.0f} % of bfloat16's tf.matmul), and the operations "
                 f"that only move memory gain little. Whole attacks gained {whole}")
 
     def _kept_sentence(self) -> str:
