@@ -136,7 +136,10 @@ def test_live_slider_matches_python_off_the_grid(browser, server, quick_book, na
         want, want_steps = python_attack_l2(model, kind=kind, value=value, image=digits[0], target=target, steps=ATTACK_STEPS)
         got = attack["l2"][min(ATTACK_STEPS, len(attack["l2"]) - 1)]
         assert min(attack["steps"], ATTACK_STEPS) == want_steps, f"{name} at {value}: {attack['steps']} steps, Python {want_steps}"
-        assert abs(got - want) < 1e-3, f"{name} at {value}: ‖δ‖₂ after {want_steps} steps {got:.6f}, Python {want:.6f}"
+        # The median's gradient goes to the pixel picked as the median; where two pixels tie to float rounding, the
+        # browser and TensorFlow (whose rounding depends on the CPU) can pick different ones, and the steps after carry
+        # that on: 1.4e-4 apart at s = 5 and 1.9e-3 at s = 7 on an AVX2-only AMD EPYC, below 1e-3 on an Intel CPU with AMX.
+        assert abs(got - want) < 5e-3, f"{name} at {value}: ‖δ‖₂ after {want_steps} steps {got:.6f}, Python {want:.6f}"
         print(f"\n{name} at {value} ({view['spec']} model): filter {np.abs(shown - reference).max():.1e}, "
               f"logits {np.abs(logits - keras_logits).max():.1e}, ‖δ‖₂ after {want_steps} steps {abs(got - want):.1e}")
         checked += 1

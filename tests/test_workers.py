@@ -8,7 +8,7 @@ from helpers.studies.workers import _run_in_worker, model_job, run_jobs
 
 
 @pytest.mark.slow
-def test_jobs_in_two_worker_processes_give_the_numbers_of_one_process_bit_for_bit(trained, first_test_digits):
+def test_jobs_in_two_worker_processes_give_the_flags_of_one_process(trained, first_test_digits):
     x, y = first_test_digits
     jobs = [model_job(pgd_l2, trained.model, trained.path, images=x[:20], labels=y[:20], budgets=budgets, steps=5)
             for budgets in ([0.0, 1.0], [0.0, 2.0, 3.0], [0.5])]
@@ -17,7 +17,10 @@ def test_jobs_in_two_worker_processes_give_the_numbers_of_one_process_bit_for_bi
     assert [r.budgets.tolist() for r in there] == [[0.0, 1.0], [0.0, 2.0, 3.0], [0.5]]  # in the order of the jobs
     for a, b in zip(here, there, strict=True):
         assert np.array_equal(a.correct, b.correct)
-        assert np.array_equal(a.adversarial, b.adversarial)
+        # The perturbations are not always the same bit for bit: a worker runs TensorFlow on one thread, and on an
+        # AVX2-only CPU (an AMD EPYC) oneDNN's sums then round differently, and 5 steps of PGD carry that on (seen: a
+        # quarter of the pixels differ in their last bits, a few by up to 0.007). On an Intel CPU with AMX they were identical.
+        assert np.abs(a.adversarial - b.adversarial).max() < 0.05
     assert here[1].accuracy[0] > here[1].accuracy[-1]  # a real attack ran: ε = 3 breaks digits the clean model gets right
 
 

@@ -226,7 +226,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("square_check_queries", _integer("square_check_queries", minimum=1), 5000, quick=100, shown=True),
     # Chapter 6's attacks run as one job per model and seed in this many processes, each on one TensorFlow thread
     # (helpers.studies.workers): in one process they kept 1.1 to 1.5 of this machine's 2 cores busy. Set it to your
-    # number of cores; the numbers do not depend on it. The paper profile's GPU takes one process.
+    # number of cores; what the attacks find does not depend on it (tests/test_workers.py). The paper profile's GPU takes one process.
     P("attack_processes", _integer("attack_processes", minimum=1), 2, paper=1),
     P("transfer_margin", lambda v: check_float("transfer_margin", v, minimum=0.0), 5.0),
     # The defences the field trusts, beside the blur (chapter 07): randomized smoothing and adversarial training.

@@ -6,8 +6,10 @@ busy. Chapter 6 runs one job per model and seed: its PGD study, its cascade, its
 function called as ``function(model, **kwargs)``; in a worker the model is loaded from its file (verified against
 the file's SHA-256 when the jobs were handed out), and the worker's TensorFlow runs on one thread.
 
-The numbers do not depend on where a job runs: the same ops on the same weights and inputs, with the seeds the job
-carries. (Training does depend on the thread count, which is why workers only attack.)
+Where a job runs does not change what it finds: the same ops on the same weights and inputs, with the seeds the job
+carries. The last bits of a perturbation may move with the thread count on some CPUs (on an AVX2-only AMD EPYC, not
+on an Intel CPU with AMX), so a pair on the very edge of a budget could in principle flip. (Training depends on the
+thread count far more, which is why workers only attack.)
 
 * :class:`Job` — one call; :func:`model_job` makes one from a trained model and its file;
 * :func:`run_jobs` — every job, in its order, in ``processes`` processes (1: in this process, one after the other).
