@@ -114,7 +114,7 @@ class Bfloat16Mode:
         whole = f"{speed['paper']:.2f}× (the paper's attack) and {speed['ddn']:.2f}× (DDN)"
         if not self.available:
             rounds = {name: len(r) for name, r in self.speedups().items()}
-            return (f"This CPU has no bfloat16 arithmetic, so TensorFlow emulates it and the mode only slows it down: "
+            return (f"This CPU has no bfloat16 arithmetic, so TensorFlow emulates it and the mode only slows the attacks down: "
                     f"tf.matmul ran at {speed['matmul']:.2f}× float32's rate, the attack steps at "
                     f"{speed['inception_v3']:.2f}× on InceptionV3 and {speed['small_cnn']:.2f}× on the small CNN, and whole "
                     f"attacks at {whole}. On such a CPU the steps are timed in {rounds['matmul']} rounds and the attacks in "
